@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -554,9 +554,3 @@ def nodes_by_class(scene, class_name: str) -> list:
     collection = scene.GetNodesByClass(class_name)
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
 
-
-__all__ = [
-    "dataframe_to_table_node", "image_to_volume_node", "mask_to_segment", "new_scene", "new_segmentation_node",
-    "nodes_by_class", "open_scene_bundle", "plot_xy", "register_segmentation_converters", "save_scene",
-    "segment_names", "segment_to_mask", "table_node_to_dataframe", "volume_node_to_image",
-]

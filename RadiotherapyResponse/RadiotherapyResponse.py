@@ -1,0 +1,348 @@
+"""Radiotherapy Response hub module: sample data, cohort loading, settings and optional Python packages.
+
+A thin widget over the ``rtresponse`` library, which is imported lazily inside functions so that
+loading this module is instant and never installs anything.
+"""
+
+import importlib.util
+import logging
+import os
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+SAMPLE_KINDS = (("synthetic", "Synthetic head & neck cohort"), ("pyradiomics", "PyRadiomics cases (real MR/CT)"))
+SETTINGS_KEYS = {"device": "RadiotherapyResponse/device", "weights_folder": "RadiotherapyResponse/weightsFolder",
+                 "workers": "RadiotherapyResponse/workers"}
+PYTORCH_EXTENSION_MISSING = ('PyTorch is installed through the "PyTorch" extension. Install it from the Extensions '
+                             "Manager, restart Slicer and try again.")
+
+
+class RadiotherapyResponse(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Radiotherapy Response"
+        self.parent.categories = ["Radiotherapy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["RadiotherapyResponse developers"]
+        self.parent.helpText = """
+Predicts tumour response to radiotherapy from planning CT, MR and FDG-PET/CT, GTV contours and clinical factors.
+This hub module loads sample data and cohorts (a CSV manifest, one row per patient) into the scene, and holds the
+settings (compute device, weights folder, workers) and optional Python packages shared by the other modules.
+See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
+"""
+        self.parent.acknowledgementText = """
+Implements four published methods for radiotherapy response prediction. Real sample images are PyRadiomics'
+regression cases. Built on 3D Slicer, SimpleITK, PyRadiomics, PyTorch and MONAI.
+"""
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+class _SampleDownloader:
+    """Sample Data "download" callback that prepares a cohort and loads its first patient (stable repr)."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __call__(self, *args):  # Sample Data passes the source
+        return loadSampleWithFeedback(self.kind)
+
+    def __repr__(self):
+        return f"RadiotherapyResponse sample ({self.kind})"
+
+
+def registerSampleData():
+    """Register the sample cohorts in the Sample Data module."""
+    import SampleData
+
+    thumbnail = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "RadiotherapyResponseSample.png")
+    for kind, title in SAMPLE_KINDS:
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category="Radiotherapy response", sampleName=title, uris=[], fileNames=[], nodeNames=[],
+            thumbnailFileName=thumbnail, customDownloader=_SampleDownloader(kind))
+
+
+def loadSampleWithFeedback(kind, patient_id=None):
+    """Load a sample patient with a wait cursor and status message (the PyRadiomics cases may install a package)."""
+    slicer.util.showStatusMessage(f"Preparing {kind} sample data (the first time can take a few minutes)...")
+    with slicer.util.tryWithErrorDisplay(f"Failed to load the {kind} sample data.", waitCursor=True):
+        nodes = RadiotherapyResponseLogic().loadSample(kind, patient_id)
+    slicer.util.showStatusMessage(f"Loaded {kind} sample data.", 3000)
+    return nodes
+
+
+class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._updatingSettingsGUI = False
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadiotherapyResponse.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = RadiotherapyResponseLogic()
+
+        self.ui.sampleKindComboBox.connect("currentIndexChanged(int)", lambda index: self.ui.samplePatientComboBox.clear())
+        self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.manifestPathLineEdit.connect("currentPathChanged(QString)", self.onManifestChanged)
+        self.ui.validateButton.connect("clicked(bool)", self.onValidate)
+        self.ui.loadPatientButton.connect("clicked(bool)", self.onLoadPatient)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
+        self.ui.weightsFolderLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
+        self.ui.workersSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
+        self.ui.checkDependenciesButton.connect("clicked(bool)", self.onCheckDependencies)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.updateSettingsGUI()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    # Sample data and cohort
+    def onLoadSample(self):
+        kind = SAMPLE_KINDS[self.ui.sampleKindComboBox.currentIndex][0]
+        with slicer.util.tryWithErrorDisplay(f"Failed to load the {kind} sample data.", waitCursor=True):
+            slicer.util.showStatusMessage(f"Preparing {kind} sample data (the first time can take a few minutes)...")
+            patientCohort = self.logic.sampleCohort(kind)
+            patient = self.ui.samplePatientComboBox.currentText or None
+            self._fillCombo(self.ui.samplePatientComboBox, patientCohort.patient_ids, patient)
+            self.logic.loadPatient(patientCohort, patient)
+            slicer.util.showStatusMessage(f"Loaded {kind} sample patient {patient or patientCohort.patient_ids[0]}.", 3000)
+
+    def onManifestChanged(self, path):
+        self.ui.patientComboBox.clear()
+        self.ui.loadPatientButton.enabled = False
+        self.ui.cohortStatusLabel.text = "Press Validate to check the manifest." if path else "No manifest selected."
+
+    def onValidate(self):
+        path = self.ui.manifestPathLineEdit.currentPath
+        self.onManifestChanged(path)
+        with slicer.util.tryWithErrorDisplay("Failed to validate the manifest.", waitCursor=True):
+            problems = self.logic.validateManifest(path)
+            if problems:
+                shown = "\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else "")
+                self.ui.cohortStatusLabel.text = f"{len(problems)} problem(s):\n{shown}"
+                return
+            patientIds = self.logic.loadCohort(path).patient_ids
+            self._fillCombo(self.ui.patientComboBox, patientIds)
+            self.ui.loadPatientButton.enabled = bool(patientIds)
+            self.ui.cohortStatusLabel.text = f"Manifest OK: {len(patientIds)} patient(s)."
+
+    def onLoadPatient(self):
+        path, patient = self.ui.manifestPathLineEdit.currentPath, self.ui.patientComboBox.currentText
+        with slicer.util.tryWithErrorDisplay(f"Failed to load patient {patient}.", waitCursor=True):
+            self.logic.loadPatient(self.logic.loadCohort(path), patient)
+
+    @staticmethod
+    def _fillCombo(combo, items, current=None):
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(list(items))
+        if current in items:
+            combo.setCurrentIndex(list(items).index(current))
+        combo.blockSignals(wasBlocked)
+
+    # Settings
+    def updateSettingsGUI(self):
+        settings = self.logic.settings()
+        self._updatingSettingsGUI = True
+        try:
+            self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findText(settings.device)))
+            self.ui.weightsFolderLineEdit.currentPath = settings.weights_folder
+            self.ui.workersSpinBox.value = settings.workers
+        finally:
+            self._updatingSettingsGUI = False
+
+    def onSettingsChanged(self, *unused):
+        if self._updatingSettingsGUI:
+            return
+        from rtresponse.settings import Settings
+
+        with slicer.util.tryWithErrorDisplay("Invalid setting."):
+            self.logic.saveSettings(Settings.from_dict({
+                "device": self.ui.deviceComboBox.currentText,
+                "weights_folder": self.ui.weightsFolderLineEdit.currentPath,  # empty: default folder
+                "workers": self.ui.workersSpinBox.value}))
+
+    # Python packages
+    def onCheckDependencies(self):
+        from rtresponse import dependencies
+
+        with slicer.util.tryWithErrorDisplay("Failed to check Python packages.", waitCursor=True):
+            missing = self.logic.missingDependencies()
+            lines = []
+            for group in dependencies.GROUPS:
+                names = [r.module for r in missing if r.group == group]
+                lines.append(f"{group}: " + (f"missing {', '.join(names)}" if names else "installed"))
+            self.ui.dependencyGroupsLabel.text = "\n".join(lines)
+
+    def onInstallDependencies(self):
+        with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
+            if self._confirmInstall(self.logic.missingDependencies()):
+                installed = self.logic.installDependencies()
+                slicer.util.infoDisplay(f"Installed: {', '.join(installed)}. Restart Slicer if a package fails to import.")
+        self.onCheckDependencies()
+
+    def _confirmInstall(self, missing):
+        """Ask consent, listing what will be installed; False when there is nothing to do or it cannot be done."""
+        if not missing:
+            slicer.util.infoDisplay("All optional Python packages are already installed.")
+            return False
+        if any(r.torch for r in missing) and not self.logic.pyTorchExtensionAvailable():
+            slicer.util.errorDisplay(PYTORCH_EXTENSION_MISSING)
+            return False
+        listing = "\n".join(f"  {r.pip}  ({r.group}{', via the PyTorch extension' if r.torch else ''})" for r in missing)
+        return slicer.util.confirmOkCancelDisplay(
+            f"These Python packages will be downloaded and installed:\n{listing}\n\nThis can take several minutes. Continue?",
+            windowTitle="Install Python packages")
+
+
+class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
+    """Scriptable entry points of the hub module; everything that computes lives in ``rtresponse``."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def sampleCohort(self, kind="synthetic"):
+        """Prepare a sample cohort (``synthetic`` or ``pyradiomics``) in the user cache on first use and load it."""
+        from rtresponse import cohort, sampledata
+
+        if kind not in dict(SAMPLE_KINDS):
+            raise ValueError(f"unknown sample kind '{kind}'; choose one of {', '.join(dict(SAMPLE_KINDS))}")
+        manifest = sampledata.ensure_sample(kind)
+        return cohort.load_manifest(manifest)
+
+    def loadSample(self, kind="synthetic", patient_id=None, show=True):
+        """Load one patient of a sample cohort into the scene (default: its first patient); returns the nodes."""
+        return self.loadPatient(self.sampleCohort(kind), patient_id, show)
+
+    def validateManifest(self, path):
+        """One line per problem in the cohort manifest at ``path``; empty when it is usable."""
+        from rtresponse import cohort
+
+        if not path:
+            return ["no manifest file selected"]
+        return list(cohort.validate_manifest(path))
+
+    def loadCohort(self, path):
+        from rtresponse import cohort
+
+        return cohort.load_manifest(path)
+
+    def loadPatient(self, patientCohort, patient_id=None, show=True):
+        """Put a patient's images, GTV segmentation and clinical table into the scene; returns the nodes dict."""
+        from rtresponse import mrml
+
+        patient_id = patient_id or patientCohort.patient_ids[0]
+        if patient_id not in patientCohort.patient_ids:
+            raise ValueError(f"patient {patient_id} is not in the cohort")
+        nodes = mrml.load_patient(patientCohort, patient_id, scene=slicer.mrmlScene)
+        if show:
+            volumes = list(nodes["volumes"].values())
+            if volumes:
+                slicer.util.setSliceViewerLayers(background=volumes[0], fit=True)
+            if nodes.get("segmentation") is not None:
+                nodes["segmentation"].CreateDefaultDisplayNodes()
+                nodes["segmentation"].GetDisplayNode().SetVisibility(True)
+        return nodes
+
+    def settings(self):
+        """Current settings from Slicer's settings; defaults where unset, and where stored values are invalid."""
+        from rtresponse.errors import InputError
+        from rtresponse.settings import Settings
+
+        qsettings = qt.QSettings()
+        stored = {field: qsettings.value(key) for field, key in SETTINGS_KEYS.items()}
+        try:
+            return Settings.from_dict(stored)
+        except InputError as error:
+            logging.warning(f"Ignoring invalid RadiotherapyResponse settings: {error}")
+            return Settings()
+
+    def saveSettings(self, settings):
+        from rtresponse.settings import Settings
+
+        settings = Settings(**settings.to_dict())  # re-validate: a caller may have changed a field
+        qsettings = qt.QSettings()
+        for field, key in SETTINGS_KEYS.items():
+            qsettings.setValue(key, getattr(settings, field))
+
+    def missingDependencies(self, groups=None):
+        from rtresponse import dependencies
+
+        return dependencies.missing(groups or dependencies.GROUPS)
+
+    @staticmethod
+    def pyTorchExtensionAvailable():
+        return importlib.util.find_spec("PyTorchUtils") is not None
+
+    @staticmethod
+    def installTorch():
+        """Install torch and torchvision with the PyTorch extension (the only way torch is installed in Slicer)."""
+        try:
+            import PyTorchUtils
+        except ImportError:
+            raise RuntimeError(PYTORCH_EXTENSION_MISSING) from None
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
+            raise RuntimeError("PyTorch was not installed.")
+
+    def installDependencies(self, groups=None):
+        """Install what ``groups`` lack (call only after the user agreed); returns what was installed."""
+        from rtresponse import dependencies
+
+        return dependencies.install_missing(groups or dependencies.GROUPS, pip_install=slicer.util.pip_install,
+                                            install_torch=self.installTorch)
+
+
+class RadiotherapyResponseTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_LoadSyntheticSample()
+        self.setUp()
+        self.test_Settings_RoundTrip()
+
+    def test_LoadSyntheticSample(self):
+        self.delayDisplay("Loading the synthetic sample cohort")
+        nodes = RadiotherapyResponseLogic().loadSample("synthetic")
+        self.assertTrue(nodes["volumes"])
+        for volume in nodes["volumes"].values():
+            self.assertIsInstance(volume, slicer.vtkMRMLScalarVolumeNode)
+            self.assertTrue(slicer.mrmlScene.IsNodePresent(volume))
+            self.assertIsNotNone(volume.GetImageData())
+        segmentation = nodes["segmentation"]
+        self.assertIsInstance(segmentation, slicer.vtkMRMLSegmentationNode)
+        segments = segmentation.GetSegmentation()
+        names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
+        self.assertIn("GTVp", names)
+        self.assertIsInstance(nodes["clinical"], slicer.vtkMRMLTableNode)
+        self.assertGreater(nodes["clinical"].GetNumberOfRows(), 0)
+        self.delayDisplay("Test passed")
+
+    def test_Settings_RoundTrip(self):
+        from rtresponse.errors import InputError
+        from rtresponse.settings import Settings
+
+        logic = RadiotherapyResponseLogic()
+        original = logic.settings()
+        try:
+            wanted = Settings(device="cpu", weights_folder=slicer.app.temporaryPath, workers=3)
+            logic.saveSettings(wanted)
+            self.assertEqual(logic.settings(), wanted)
+            with self.assertRaises(InputError):
+                Settings(device="tpu")
+        finally:
+            logic.saveSettings(original)
+        self.delayDisplay("Test passed")

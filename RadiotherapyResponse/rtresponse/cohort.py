@@ -1,0 +1,349 @@
+"""Cohort manifests: one CSV row per patient naming its images, masks, clinical factors and outcomes.
+
+Columns:
+
+``patient_id``
+    required, unique, non-empty.
+``image_<NAME>``
+    path of an image (NRRD, NIfTI, MHA, a DICOM folder or one of its files); relative paths
+    are relative to the manifest. Examples: ``image_CT``, ``image_PET``, ``image_T1``.
+``mask_<NAME>``
+    a label image (non-zero = inside) or a Slicer ``.seg.nrrd``; in a ``.seg.nrrd`` the
+    segment named NAME is used (or its only segment). It must lie on the grid of one of the
+    patient's images (a cropped ``.seg.nrrd`` sub-grid is fine). Examples: ``mask_GTVp``.
+``clin_<NAME>``
+    clinical factor, numeric or categorical; an empty cell is a missing value.
+``outcome_<NAME>``
+    an outcome (binary label, number, or text).
+
+An empty image or mask cell means the patient has no such image or mask.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import SimpleITK as sitk
+
+PREFIXES = ("image_", "mask_", "clin_", "outcome_")
+ID_COLUMN = "patient_id"
+
+
+class ManifestError(InputError):
+    """A manifest with one or more problems; ``problems`` holds every one-line message."""
+
+    def __init__(self, path, problems: list[str]):
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else "invalid manifest"
+        more = f" (and {len(self.problems) - 1} more problem(s); run `rtresponse validate --manifest {path}`)" \
+            if len(self.problems) > 1 else ""
+        super().__init__(first + more, path=str(path))
+
+
+@dataclass(frozen=True)
+class Patient:
+    """One manifest row, with paths resolved and empty cells left out."""
+
+    patient_id: str
+    images: dict[str, Path] = field(default_factory=dict)
+    masks: dict[str, Path] = field(default_factory=dict)
+    clinical: dict[str, object] = field(default_factory=dict)
+    outcomes: dict[str, object] = field(default_factory=dict)
+
+
+class Cohort:
+    """A loaded manifest. Reading images is lazy: nothing is read until asked for."""
+
+    def __init__(self, path: Path, table: "pd.DataFrame"):
+        self.path = Path(path)
+        self.table = table  # raw manifest, indexed by patient_id, cells as strings ('' = empty)
+
+    # --- structure
+    def _names(self, prefix: str) -> list[str]:
+        return [c[len(prefix):] for c in self.table.columns if c.startswith(prefix)]
+
+    @property
+    def image_names(self) -> list[str]:
+        return self._names("image_")
+
+    @property
+    def mask_names(self) -> list[str]:
+        return self._names("mask_")
+
+    @property
+    def clinical_names(self) -> list[str]:
+        return self._names("clin_")
+
+    @property
+    def outcome_names(self) -> list[str]:
+        return self._names("outcome_")
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return list(self.table.index)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __iter__(self) -> Iterator[Patient]:
+        return (self.patient(pid) for pid in self.patient_ids)
+
+    def __repr__(self) -> str:
+        return (f"Cohort({self.path.name}: {len(self)} patients; images {self.image_names}, masks {self.mask_names}, "
+                f"clinical {self.clinical_names}, outcomes {self.outcome_names})")
+
+    def patient(self, patient_id: str) -> Patient:
+        if patient_id not in self.table.index:
+            raise InputError("not in the manifest", patient=str(patient_id), path=str(self.path))
+        row = self.table.loc[patient_id]
+        clinical = self.clinical().loc[patient_id]
+        outcomes = self.outcomes().loc[patient_id]
+        return Patient(
+            patient_id=patient_id,
+            images={n: self.resolve(row[f"image_{n}"]) for n in self.image_names if row[f"image_{n}"]},
+            masks={n: self.resolve(row[f"mask_{n}"]) for n in self.mask_names if row[f"mask_{n}"]},
+            clinical={n: clinical[n] for n in self.clinical_names if not _missing(clinical[n])},
+            outcomes={n: outcomes[n] for n in self.outcome_names if not _missing(outcomes[n])},
+        )
+
+    def resolve(self, cell: str) -> Path:
+        path = Path(os.path.expanduser(cell))
+        return path if path.is_absolute() else (self.path.parent / path)
+
+    # --- tables
+    def clinical(self) -> "pd.DataFrame":
+        """Clinical factors (``clin_`` prefix dropped), numbers as numbers, missing as NaN."""
+        return _typed(self.table, "clin_")
+
+    def outcomes(self) -> "pd.DataFrame":
+        """Outcomes (``outcome_`` prefix dropped), numbers as numbers, missing as NaN."""
+        return _typed(self.table, "outcome_")
+
+    # --- images
+    def image_path(self, patient_id: str, name: str) -> Path:
+        column = f"image_{name}"
+        if column not in self.table.columns:
+            raise InputError(f"no column {column} in the manifest (images: {', '.join(self.image_names) or 'none'})",
+                             path=str(self.path))
+        cell = self.table.at[patient_id, column]
+        if not cell:
+            raise InputError("no image given", patient=patient_id, column=column)
+        return self.resolve(cell)
+
+    def read_image(self, patient_id: str, name: str) -> "sitk.Image":
+        from .imageio import read_image
+
+        path = self.image_path(patient_id, name)
+        try:
+            return read_image(path)
+        except InputError as error:
+            raise InputError(error.problem, patient=patient_id, column=f"image_{name}", path=str(path)) from None
+
+    def read_mask(self, patient_id: str, name: str, image: str | None = None) -> "sitk.Image":
+        """Mask ``name`` as uint8 on the grid of image ``image`` (default: the first image it fits)."""
+        from .imageio import align_mask, read_mask
+
+        column = f"mask_{name}"
+        if column not in self.table.columns:
+            raise InputError(f"no column {column} in the manifest (masks: {', '.join(self.mask_names) or 'none'})",
+                             path=str(self.path))
+        cell = self.table.at[patient_id, column]
+        if not cell:
+            raise InputError("no mask given", patient=patient_id, column=column)
+        path = self.resolve(cell)
+        try:
+            mask = read_mask(path, segment=name)
+        except InputError as error:
+            raise InputError(error.problem, patient=patient_id, column=column, path=str(path)) from None
+        candidates = [image] if image else [n for n in self.image_names if self.table.at[patient_id, f"image_{n}"]]
+        problems = []
+        for candidate in candidates:
+            reference = self.read_image(patient_id, candidate)
+            try:
+                return align_mask(mask, reference)
+            except InputError as error:
+                problems.append(f"image_{candidate}: {error.problem}")
+        if not candidates:
+            raise InputError("the patient has no image for this mask", patient=patient_id, column=column)
+        raise InputError("mask fits none of the patient's images (" + "; ".join(problems) + ")",
+                         patient=patient_id, column=column, path=str(path))
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _typed(table: "pd.DataFrame", prefix: str) -> "pd.DataFrame":
+    import pandas as pd
+
+    columns = [c for c in table.columns if c.startswith(prefix)]
+    out = pd.DataFrame(index=table.index)
+    for column in columns:
+        values = table[column].replace("", None)
+        numbers = pd.to_numeric(values, errors="coerce")
+        # numeric when every non-empty cell parses as a number; otherwise keep the text
+        out[column[len(prefix):]] = numbers if numbers.notna().sum() == values.notna().sum() else values
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+def _read_csv(path: Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    if not path.is_file():
+        raise ManifestError(path, ["manifest file not found"])
+    try:
+        # everything as text: ids like 007 stay 007, and empty cells stay empty strings
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ManifestError(path, [f"not a readable CSV ({str(error).splitlines()[0]})"]) from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table.apply(lambda column: column.str.strip())
+
+
+def _structure_problems(table: "pd.DataFrame") -> list[str]:
+    problems = []
+    if ID_COLUMN not in table.columns:
+        return [f"required column '{ID_COLUMN}' is missing (columns: {', '.join(table.columns)})"]
+    for column in table.columns:
+        if column != ID_COLUMN and not column.startswith(PREFIXES):
+            problems.append(f"column {column}: unknown column prefix (expected {ID_COLUMN} or a column starting "
+                            f"with {', '.join(PREFIXES)})")
+        elif column.startswith(PREFIXES) and column in PREFIXES:
+            problems.append(f"column {column}: a name must follow the prefix (e.g. {column}CT)")
+    duplicated = table.columns[table.columns.duplicated()].tolist()
+    for column in duplicated:
+        problems.append(f"column {column}: appears more than once")
+    ids = table[ID_COLUMN] if ID_COLUMN in table.columns and not duplicated else None
+    if ids is not None:
+        for row, pid in enumerate(ids, start=2):  # line numbers as a spreadsheet shows them
+            if not pid:
+                problems.append(f"line {row}: patient_id is empty")
+        for pid in sorted(set(ids[ids.duplicated() & (ids != "")])):
+            lines = [str(i + 2) for i in range(len(ids)) if ids.iloc[i] == pid]
+            problems.append(f"patient {pid}: duplicate patient_id (lines {', '.join(lines)})")
+    if len(table) == 0:
+        problems.append("the manifest has no patients")
+    return problems
+
+
+def load_manifest(path: str | os.PathLike, check_files: bool = True) -> Cohort:
+    """Load a manifest; raises :class:`ManifestError` (every problem listed) if it is malformed.
+
+    ``check_files`` also checks that every referenced file exists (cheap). Reading images,
+    empty masks and geometry are checked by :func:`validate_manifest`.
+    """
+    path = Path(path)
+    table = _read_csv(path)
+    problems = _structure_problems(table)
+    if problems:
+        raise ManifestError(path, problems)
+    cohort = Cohort(path, table.set_index(ID_COLUMN, drop=True))
+    if check_files:
+        problems = list(_missing_files(cohort))
+        if problems:
+            raise ManifestError(path, problems)
+    return cohort
+
+
+def _missing_files(cohort: Cohort) -> Iterator[str]:
+    for pid in cohort.patient_ids:
+        for prefix, names in (("image_", cohort.image_names), ("mask_", cohort.mask_names)):
+            for name in names:
+                cell = cohort.table.at[pid, prefix + name]
+                if cell and not cohort.resolve(cell).exists():
+                    yield f"patient {pid}, column {prefix}{name}: file not found ({cohort.resolve(cell)})"
+
+
+def validate_manifest(path: str | os.PathLike, read_images: bool = True,
+                      progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Every problem in a manifest as one line each (empty list: the manifest is fine).
+
+    Besides structure and missing files, with ``read_images`` each image and mask is read:
+    unreadable files, empty masks and masks that fit none of the patient's images are
+    reported. Non-numeric values in an otherwise numeric clinical column are reported too.
+    """
+    try:
+        cohort = load_manifest(path, check_files=False)
+    except ManifestError as error:
+        return error.problems
+    problems = list(_missing_files(cohort))
+    problems += _clinical_problems(cohort)
+    if not read_images:
+        return problems
+    missing = set(problems)
+    for count, pid in enumerate(cohort.patient_ids, start=1):
+        problems += _patient_image_problems(cohort, pid, missing)
+        if progress:
+            progress(count, len(cohort))
+    return problems
+
+
+def _clinical_problems(cohort: Cohort) -> list[str]:
+    import pandas as pd
+
+    problems = []
+    for name in cohort.clinical_names + cohort.outcome_names:
+        column = f"clin_{name}" if name in cohort.clinical_names else f"outcome_{name}"
+        values = cohort.table[column]
+        filled = values[values != ""]
+        numbers = pd.to_numeric(filled, errors="coerce")
+        bad = filled[numbers.isna()]
+        # mostly numbers with a few text cells is almost always a typo ("6l" for 61)
+        if 0 < len(bad) <= max(1, len(filled) // 5) and len(filled) >= 3:
+            for pid, value in bad.items():
+                problems.append(f"patient {pid}, column {column}: '{value}' is not a number but the column is numeric")
+    return problems
+
+
+def _patient_image_problems(cohort: Cohort, pid: str, already_reported: set[str]) -> list[str]:
+    import SimpleITK as sitk
+
+    problems = []
+    readable = {}
+    for name in cohort.image_names:
+        cell = cohort.table.at[pid, f"image_{name}"]
+        if not cell or not cohort.resolve(cell).exists():
+            continue
+        try:
+            readable[name] = cohort.read_image(pid, name)
+        except InputError as error:
+            problems.append(str(error))
+    for name in cohort.mask_names:
+        cell = cohort.table.at[pid, f"mask_{name}"]
+        if not cell or not cohort.resolve(cell).exists():
+            continue
+        column = f"mask_{name}"
+        from .imageio import align_mask, read_mask
+
+        try:
+            mask = read_mask(cohort.resolve(cell), segment=name)
+        except InputError as error:
+            problems.append(str(InputError(error.problem, patient=pid, column=column, path=error.path)))
+            continue
+        if not sitk.GetArrayViewFromImage(mask).any():
+            problems.append(str(InputError("mask is empty", patient=pid, column=column, path=str(cohort.resolve(cell)))))
+            continue
+        if not readable:
+            if not any(cohort.table.at[pid, f"image_{n}"] for n in cohort.image_names):
+                problems.append(str(InputError("the patient has no image for this mask", patient=pid, column=column)))
+            continue
+        reasons = []
+        for image_name, image in readable.items():
+            try:
+                align_mask(mask, image)
+                break
+            except InputError as error:
+                reasons.append(f"image_{image_name}: {error.problem}")
+        else:
+            problems.append(str(InputError("mask geometry does not match the patient's image ("
+                                           + "; ".join(reasons) + ")", patient=pid, column=column)))
+    return problems

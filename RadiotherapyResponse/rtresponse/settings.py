@@ -1,0 +1,84 @@
+"""User settings shared by the CLI and the Slicer modules: compute device, weights folder, workers.
+
+Inside Slicer the hub module stores these in Slicer's settings (``RadiotherapyResponse/...``
+keys); outside, environment variables override the defaults. The library only ever sees a
+:class:`Settings` value, so it never depends on where the settings were kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda")
+SETTINGS_PREFIX = "RadiotherapyResponse"  # QSettings group used by the Slicer hub module
+
+
+def cache_dir() -> Path:
+    """Per-user cache (sample data, downloaded weights): ``$RTRESPONSE_CACHE`` or ``~/.cache/rtresponse``."""
+    override = os.environ.get("RTRESPONSE_CACHE")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rtresponse"
+
+
+def default_weights_folder() -> Path:
+    """Where pretrained weights are looked up: ``$RTRESPONSE_WEIGHTS`` or the cache's ``weights``."""
+    override = os.environ.get("RTRESPONSE_WEIGHTS")
+    return Path(override).expanduser() if override else cache_dir() / "weights"
+
+
+def _default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
+@dataclass
+class Settings:
+    """Compute settings. ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+
+    device: str = field(default_factory=lambda: os.environ.get("RTRESPONSE_DEVICE", "auto"))
+    weights_folder: str = field(default_factory=lambda: str(default_weights_folder()))
+    workers: int = field(default_factory=_default_workers)
+
+    def __post_init__(self):
+        self.device = str(self.device).lower()
+        if self.device not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        self.workers = int(self.workers)
+        if self.workers < 1:
+            raise InputError(f"workers must be at least 1, got {self.workers}")
+        self.weights_folder = str(Path(self.weights_folder).expanduser())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Settings":
+        known = {k: v for k, v in values.items() if k in ("device", "weights_folder", "workers") and v not in (None, "")}
+        return cls(**known)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``cpu`` or ``cuda``. ``auto`` picks CUDA when torch sees a GPU; asking for CUDA without one is an error.
+
+    Imports torch only when it has to look (``auto``/``cuda``).
+    """
+    device = str(device).lower()
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        if device == "cuda":
+            raise InputError("device 'cuda' needs PyTorch, which is not installed") from None
+        return "cpu"
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise InputError("device 'cuda' was requested but PyTorch sees no CUDA GPU; choose 'cpu' or 'auto'")
+    return "cuda" if available else "cpu"
