@@ -187,10 +187,12 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.dependencyGroupsLabel.text = "\n".join(lines)
 
     def onInstallDependencies(self):
-        with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
-            if self._confirmInstall(self.logic.missingDependencies()):
+        with slicer.util.tryWithErrorDisplay("Failed to check Python packages."):
+            confirmed = self._confirmInstall(self.logic.missingDependencies())
+        if confirmed:
+            with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
                 installed = self.logic.installDependencies()
-                slicer.util.infoDisplay(f"Installed: {', '.join(installed)}. Restart Slicer if a package fails to import.")
+            slicer.util.infoDisplay(f"Installed: {', '.join(installed)}. Restart Slicer if a package fails to import.")
         self.onCheckDependencies()
 
     def _confirmInstall(self, missing):
@@ -243,9 +245,7 @@ class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
         """Put a patient's images, GTV segmentation and clinical table into the scene; returns the nodes dict."""
         from rtresponse import mrml
 
-        patient_id = patient_id or patientCohort.patient_ids[0]
-        if patient_id not in patientCohort.patient_ids:
-            raise ValueError(f"patient {patient_id} is not in the cohort")
+        patient_id = patient_id or patientCohort.patient_ids[0]  # the library names an unknown patient
         nodes = mrml.load_patient(patientCohort, patient_id, scene=slicer.mrmlScene)
         if show:
             volumes = list(nodes["volumes"].values())

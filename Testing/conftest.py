@@ -46,3 +46,28 @@ def oblique_image():
     image.SetOrigin((-12.5, 30.25, 101.0))
     image.SetDirection(tuple(oblique_direction().ravel()))
     return image
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory):
+    """A small synthetic cohort written once per test session (read-only for tests)."""
+    from rtresponse.sampledata.synthetic import write_cohort
+
+    return write_cohort(tmp_path_factory.mktemp("synthetic") / "cohort", n_patients=6, seed=3)
+
+
+def copy_cohort(manifest, target):
+    """A writable copy of a cohort folder; returns the copied manifest path."""
+    import shutil
+
+    shutil.copytree(manifest.parent, target)
+    return target / manifest.name
+
+
+def rank_auc(scores, labels) -> float:
+    """AUC as the Mann-Whitney probability that a positive outranks a negative (ties count half)."""
+    scores = np.asarray(scores, float)
+    labels = np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

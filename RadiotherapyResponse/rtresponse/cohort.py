@@ -279,9 +279,8 @@ def validate_manifest(path: str | os.PathLike, read_images: bool = True,
     problems += _clinical_problems(cohort)
     if not read_images:
         return problems
-    missing = set(problems)
     for count, pid in enumerate(cohort.patient_ids, start=1):
-        problems += _patient_image_problems(cohort, pid, missing)
+        problems += _patient_image_problems(cohort, pid)
         if progress:
             progress(count, len(cohort))
     return problems
@@ -304,7 +303,7 @@ def _clinical_problems(cohort: Cohort) -> list[str]:
     return problems
 
 
-def _patient_image_problems(cohort: Cohort, pid: str, already_reported: set[str]) -> list[str]:
+def _patient_image_problems(cohort: Cohort, pid: str) -> list[str]:
     import SimpleITK as sitk
 
     problems = []

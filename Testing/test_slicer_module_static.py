@@ -1,0 +1,273 @@
+"""Static checks of the Slicer modules, run outside Slicer (no Qt, no application).
+
+What the application would catch only at run time is checked here on the source: the `.ui` files parse and
+name every widget a module uses; every `slicer.util` helper and `slicer.vtkMRML*` class a module uses exists
+in slicer-core; every module and its resources are packaged by CMake; the extension metadata and the
+ExtensionsIndex entry agree; module files compile and import `rtresponse` only inside functions.
+Each checker is also run on a small broken example so that it is known to be able to fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "RadiotherapyResponse"
+UI_DIR = MODULE_DIR / "Resources" / "UI"
+ICON_DIR = MODULE_DIR / "Resources" / "Icons"
+MODULE_FILES = sorted(MODULE_DIR.glob("*.py"))
+UI_FILES = sorted(UI_DIR.glob("*.ui"))
+TOP_CMAKE = REPO / "CMakeLists.txt"
+MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
+INDEX_JSON = REPO / "ExtensionsIndex" / "RadiotherapyResponse.json"
+REQUIRED_EXTENSION_FIELDS = ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS")
+REQUIRED_DEPENDS = {"PyTorch", "SlicerRadiomics"}
+# Properties allowed by Slicer's catalog entry schema (Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json).
+INDEX_KEYS = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+              "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+INDEX_REQUIRED = {"$schema", "category", "scm_url"}
+
+
+def test_there_is_something_to_check():
+    assert (MODULE_DIR / "RadiotherapyResponse.py") in MODULE_FILES
+    assert (UI_DIR / "RadiotherapyResponse.ui") in UI_FILES
+
+
+# --- checkers ------------------------------------------------------------------------------------------------
+
+def ui_object_names(ui_xml: str) -> list[str]:
+    """objectNames in a Qt Designer file (widgets, layouts, spacers, actions), in document order; raises on bad XML."""
+    root = ET.fromstring(ui_xml)
+    if root.tag != "ui":
+        raise ValueError(f"root element is <{root.tag}>, not <ui>")
+    return [e.get("name") for e in root.iter() if e.tag in ("widget", "layout", "spacer", "action") and e.get("name")]
+
+
+def ui_widget_names(ui_xml: str) -> set[str]:
+    """Names `slicer.util.childWidgetVariables` exposes as `self.ui.<name>` (widgets and actions)."""
+    return {e.get("name") for e in ET.fromstring(ui_xml).iter() if e.tag in ("widget", "action") and e.get("name")}
+
+
+def duplicate_names(names: list[str]) -> set[str]:
+    seen, dupes = set(), set()
+    for name in names:
+        (dupes if name in seen else seen).add(name)
+    return dupes
+
+
+def used_ui_names(source: str) -> set[str]:
+    return set(re.findall(r"\bself\.ui\.([A-Za-z_]\w*)", source))
+
+
+def loaded_ui_files(source: str) -> list[str]:
+    """Paths given to `self.resourcePath(...)` that end in .ui (relative to Resources/)."""
+    return re.findall(r"resourcePath\(\s*[\"']([^\"']+\.ui)[\"']\s*\)", source)
+
+
+def missing_ui_names(source: str, ui_xml: str) -> set[str]:
+    return used_ui_names(source) - ui_widget_names(ui_xml)
+
+
+def slicer_attributes(source: str) -> tuple[set[str], set[str]]:
+    """(names used as `slicer.util.X` or imported from slicer.util, `slicer.vtkMRML*`/`slicer.vtkSlicer*` names)."""
+    util_names, classes = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+            inner = node.value
+            if isinstance(inner.value, ast.Name) and inner.value.id == "slicer" and inner.attr == "util":
+                util_names.add(node.attr)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
+            if node.attr.startswith(("vtkMRML", "vtkSlicer")):
+                classes.add(node.attr)
+        if isinstance(node, ast.ImportFrom) and node.module == "slicer.util":
+            util_names.update(alias.name for alias in node.names)
+    return util_names, classes
+
+
+def top_level_imports(source: str, package: str) -> list[int]:
+    """Line numbers where `package` is imported outside any function body (module level, class bodies, if/try)."""
+    lines = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import) and any(a.name.split(".")[0] == package for a in child.names):
+                lines.append(child.lineno)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").split(".")[0] == package:
+                lines.append(child.lineno)
+            visit(child)
+
+    visit(ast.parse(source))
+    return lines
+
+
+def cmake_code(text: str) -> str:
+    """CMake text without comments (a name mentioned only in a comment is not packaged)."""
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
+def cmake_set_values(text: str) -> dict[str, str]:
+    """`set(NAME "value")` / `set(NAME value)` pairs of a CMake file (first occurrence wins)."""
+    values = {}
+    for name, quoted, bare in re.findall(r'set\(\s*(\w+)\s+(?:"([^"]*)"|([^\s)]+))', cmake_code(text)):
+        values.setdefault(name, quoted if quoted else bare)
+    return values
+
+
+def cmake_module_blocks(text: str) -> dict[str, str]:
+    """NAME -> argument text of each slicerMacroBuildScriptedModule(...) call."""
+    blocks = {}
+    for body in re.findall(r"slicerMacroBuildScriptedModule\((.*?)\)", cmake_code(text), flags=re.S):
+        name = re.search(r"\bNAME\s+(\S+)", body)
+        if name:
+            blocks[name.group(1)] = body
+    return blocks
+
+
+# --- the checkers can fail ---------------------------------------------------------------------------------------
+
+BROKEN_UI = """<?xml version="1.0" encoding="UTF-8"?>
+<ui version="4.0"><class>X</class>
+ <widget class="qMRMLWidget" name="X"><layout class="QVBoxLayout" name="layout">
+  <item><widget class="QPushButton" name="applyButton"/></item>
+  <item><widget class="QLabel" name="applyButton"/></item>
+ </layout></widget></ui>"""
+
+
+def test_checkers_detect_broken_examples():
+    names = ui_object_names(BROKEN_UI)
+    assert duplicate_names(names) == {"applyButton"}
+    source = "class W:\n    def setup(self):\n        self.ui.applyButton.enabled = True\n        self.ui.ghostButton.click()\n"
+    assert missing_ui_names(source, BROKEN_UI) == {"ghostButton"}
+    assert missing_ui_names(source, BROKEN_UI.replace('name="applyButton"/></item>\n </layout>',
+                                                      'name="ghostButton"/></item>\n </layout>')) == set()
+    with pytest.raises(ET.ParseError):
+        ui_object_names("<ui><widget name='a'></ui>")
+    util_names, classes = slicer_attributes(
+        "import slicer\nfrom slicer.util import VTKObservationMixin\nslicer.util.noSuchHelper()\nslicer.vtkMRMLNoSuchNode()\n")
+    assert util_names == {"noSuchHelper", "VTKObservationMixin"} and classes == {"vtkMRMLNoSuchNode"}
+    assert top_level_imports("import os\nfrom rtresponse import cohort\n", "rtresponse") == [2]
+    assert top_level_imports("try:\n    import rtresponse.mrml\nexcept ImportError:\n    pass\n", "rtresponse") == [2]
+    assert top_level_imports("class A:\n    from rtresponse import x\n", "rtresponse") == [2]
+    assert top_level_imports("def f():\n    from rtresponse import cohort\n", "rtresponse") == []
+    assert "Ghost.py" not in cmake_code("# Ghost.py is packaged later\nset(A b) # Ghost.py\n")
+    assert cmake_set_values('set(EXTENSION_DEPENDS "A B") # c\nset(X y)')["EXTENSION_DEPENDS"] == "A B"
+    assert set(cmake_module_blocks("slicerMacroBuildScriptedModule(\n NAME Foo\n SCRIPTS Foo.py\n)")) == {"Foo"}
+
+
+# --- .ui files -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: p.name)
+def test_ui_parses_and_names_are_unique(ui_path):
+    names = ui_object_names(ui_path.read_text(encoding="utf-8"))
+    assert names, f"{ui_path.name} names no widgets"
+    assert not duplicate_names(names), f"{ui_path.name}: duplicate objectNames {sorted(duplicate_names(names))}"
+    root = ET.parse(ui_path).getroot()
+    top = root.find("widget")
+    assert root.findtext("class") == top.get("name") == ui_path.stem
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used_custom = {w.get("class") for w in root.iter("widget") if w.get("class", "").startswith(("ctk", "qMRML", "qSlicer"))}
+    assert used_custom <= declared, f"{ui_path.name}: custom widgets without <customwidget>: {used_custom - declared}"
+
+
+@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+def test_module_uses_only_widgets_of_its_ui(module_path):
+    source = module_path.read_text(encoding="utf-8")
+    ui_paths = loaded_ui_files(source)
+    if not ui_paths and not used_ui_names(source):
+        pytest.skip(f"{module_path.name} loads no .ui")
+    assert ui_paths == [f"UI/{module_path.stem}.ui"], f"{module_path.name} should load UI/{module_path.stem}.ui"
+    ui_path = MODULE_DIR / "Resources" / ui_paths[0]
+    assert ui_path.is_file(), f"{module_path.name} loads missing {ui_path}"
+    missing = missing_ui_names(source, ui_path.read_text(encoding="utf-8"))
+    assert not missing, f"{module_path.name} uses self.ui.{sorted(missing)} not named in {ui_path.name}"
+
+
+# --- slicer API used by module files ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+def test_slicer_api_used_exists_in_slicer_core(module_path):
+    slicer = pytest.importorskip("slicer", reason="slicer-core is needed to check the slicer API")
+    import slicer.util
+
+    util_names, classes = slicer_attributes(module_path.read_text(encoding="utf-8"))
+    assert not {n for n in util_names if not hasattr(slicer.util, n)}, \
+        f"{module_path.name}: not in slicer.util: {sorted(n for n in util_names if not hasattr(slicer.util, n))}"
+    assert not {c for c in classes if not hasattr(slicer, c)}, \
+        f"{module_path.name}: not in slicer: {sorted(c for c in classes if not hasattr(slicer, c))}"
+
+
+# --- module source ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+def test_module_compiles_and_imports_library_lazily(module_path):
+    source = module_path.read_text(encoding="utf-8")
+    compile(source, str(module_path), "exec")
+    lines = top_level_imports(source, "rtresponse")
+    assert not lines, f"{module_path.name} imports rtresponse outside a function at line(s) {lines}"
+    tree = ast.parse(source)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    stem = module_path.stem
+    assert {stem, f"{stem}Widget", f"{stem}Logic", f"{stem}Test"} <= classes, f"{module_path.name}: classes {classes}"
+
+
+# --- CMake packaging -------------------------------------------------------------------------------------------------
+
+def test_every_module_and_its_resources_are_packaged():
+    code = cmake_code(MODULE_CMAKE.read_text(encoding="utf-8"))
+    blocks = cmake_module_blocks(code)
+    assert "RadiotherapyResponse" in blocks
+    assert re.search(r"file\(\s*GLOB_RECURSE\s+(\w+)[^)]*RELATIVE[^)]*rtresponse/\*\.py", code), \
+        "library scripts must be globbed recursively"
+    for module_path in MODULE_FILES:
+        stem = module_path.stem
+        assert stem in blocks, f"{module_path.name} has no slicerMacroBuildScriptedModule(NAME {stem})"
+        block = blocks[stem]
+        assert re.search(rf"(^|\s){re.escape(module_path.name)}(\s|$)", block), f"{module_path.name} not in SCRIPTS"
+        icon = f"Resources/Icons/{stem}.png"
+        assert (MODULE_DIR / icon).is_file() and icon in block, f"{icon} missing or not in RESOURCES"
+        ui = f"Resources/UI/{stem}.ui"
+        if (MODULE_DIR / ui).exists() or f"UI/{stem}.ui" in module_path.read_text(encoding="utf-8"):
+            assert (MODULE_DIR / ui).is_file() and ui in block, f"{ui} missing or not in RESOURCES"
+        assert re.search(rf"slicer_add_python_unittest\(\s*SCRIPT\s+{re.escape(module_path.name)}\s*\)", code), \
+            f"{module_path.name} self-test not registered with slicer_add_python_unittest"
+    # slicerMacroBuildScriptedModule stops at configure time on a listed file that does not exist
+    for listed in re.findall(r"(?<![\w/$])((?:Resources|rtresponse)/[\w./-]+\.\w+|\w+\.py)\b", code):
+        if "*" not in listed:
+            assert (MODULE_DIR / listed).is_file(), f"CMakeLists.txt lists missing file {listed}"
+
+
+def test_top_level_cmake_has_extension_metadata():
+    text = TOP_CMAKE.read_text(encoding="utf-8")
+    values = cmake_set_values(text)
+    for field in REQUIRED_EXTENSION_FIELDS:
+        assert values.get(f"EXTENSION_{field}", "").strip(), f"EXTENSION_{field} is missing or empty"
+    assert set(values["EXTENSION_DEPENDS"].split()) >= REQUIRED_DEPENDS
+    homepage = values["EXTENSION_HOMEPAGE"]
+    icon_url = values["EXTENSION_ICONURL"]
+    assert icon_url.startswith(homepage + "/raw/main/"), icon_url
+    assert (REPO / icon_url.split("/raw/main/", 1)[1]).is_file(), f"EXTENSION_ICONURL names a file not in the repo: {icon_url}"
+    code = cmake_code(text)
+    for statement in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(RadiotherapyResponse)",
+                      "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert statement in code, f"top-level CMakeLists.txt lacks {statement}"
+    assert re.search(r"project\(\s*RadiotherapyResponse\s*\)", code)
+
+
+def test_extensions_index_entry_matches_cmake():
+    entry = json.loads(INDEX_JSON.read_text(encoding="utf-8"))
+    assert INDEX_REQUIRED <= set(entry), f"missing {INDEX_REQUIRED - set(entry)}"
+    assert set(entry) <= INDEX_KEYS, f"not allowed by the catalog schema: {set(entry) - INDEX_KEYS}"
+    assert "slicer-extension-catalog-entry-schema" in entry["$schema"]
+    values = cmake_set_values(TOP_CMAKE.read_text(encoding="utf-8"))
+    assert sorted(entry.get("build_dependencies", [])) == sorted(values["EXTENSION_DEPENDS"].split())
+    assert entry["category"] == values["EXTENSION_CATEGORY"]
+    assert entry["scm_url"].removesuffix(".git") == values["EXTENSION_HOMEPAGE"]
+    assert isinstance(entry.get("tier", 1), int) and 1 <= entry.get("tier", 1) <= 5
