@@ -40,9 +40,11 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def _run_pip(args: Sequence[str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args, "--progress-bar", "off"],
+                            capture_output=True)
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        output = (result.stderr or result.stdout).decode("utf-8", errors="replace")
+        tail = output.strip().splitlines()[-1:] or ["no output"]
         raise InputError(f"pip could not download the PyRadiomics sample data ({tail[0]}); without network "
                          "access, download the sdist elsewhere and pass it with --sdist")
 

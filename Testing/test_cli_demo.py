@@ -1,0 +1,77 @@
+"""The command line and the demo: help everywhere, one-line errors, a scene that re-opens."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rtresponse import cli
+from rtresponse.cli import main
+
+from conftest import LIBRARY
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["sample-data"], ["demo"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(command + ["--help"])
+    assert raised.value.code == 0
+    assert "usage: rtresponse" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_on_stderr_with_exit_code_2(tmp_path, capsys):
+    code = main(["sample-data", "--kind", "synthetic", "--out", str(tmp_path / "x"), "--patients", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["rtresponse: error: n_patients must be at least 1, got 0"]
+
+
+def test_demo_writes_a_scene_that_reopens_outside_slicer(tmp_path, capsys):
+    pytest.importorskip("slicer")
+    from rtresponse import mrml
+
+    assert main(["demo", "--out", str(tmp_path), "--patients", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert (tmp_path / "summary.md").read_text().startswith("# RadiotherapyResponse demo")
+    scene = mrml.open_scene_bundle(tmp_path / "scene.mrb")
+    volumes = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode")}
+    segmentations = mrml.nodes_by_class(scene, "vtkMRMLSegmentationNode")
+    tables = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")}
+    assert {"P001 CT", "P001 PET", "P001 T1", "P001 T2"} <= set(volumes)
+    assert len(segmentations) == 1
+    assert "GTVp" in mrml.segment_names(segmentations[0]).values()
+    clinical = mrml.table_node_to_dataframe(tables["cohort clinical"])
+    assert list(clinical.index) == ["P001", "P002", "P003"] and "clin_age" in clinical.columns
+
+    # the voxels in the scene are the cohort's voxels, on the same geometry
+    from rtresponse.cohort import load_manifest
+
+    cohort = load_manifest(tmp_path / "cohort" / "manifest.csv")
+    import SimpleITK as sitk
+
+    expected = cohort.read_image("P001", "CT")
+    got = mrml.volume_node_to_image(volumes["P001 CT"])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected))
+    np.testing.assert_allclose(got.GetOrigin(), expected.GetOrigin(), atol=1e-6)
+    gtv = mrml.segment_to_mask(segmentations[0], "GTVp", volumes["P001 CT"])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(gtv),
+                                  sitk.GetArrayFromImage(cohort.read_mask("P001", "GTVp")))
+
+
+def test_importing_the_library_loads_no_heavy_dependency():
+    code = ("import sys, rtresponse, rtresponse.cli, rtresponse.settings, rtresponse.dependencies; "
+            "heavy = [m for m in ('torch', 'radiomics', 'monai', 'timm', 'sklearn', 'vtk', 'slicer', 'SimpleITK', "
+            "'pandas') if m in sys.modules]; print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(LIBRARY),
+                            check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_console_script_entry_point_is_main():
+    assert cli.main is main
+    result = subprocess.run([sys.executable, "-m", "rtresponse", "--version"], capture_output=True, text=True,
+                            cwd=str(LIBRARY))
+    assert result.returncode == 0 and result.stdout.startswith("rtresponse ")
