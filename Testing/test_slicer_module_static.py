@@ -114,10 +114,13 @@ def cmake_code(text: str) -> str:
 
 
 def cmake_set_values(text: str) -> dict[str, str]:
-    """`set(NAME "value")` / `set(NAME value)` pairs of a CMake file (first occurrence wins)."""
+    """`set(NAME "value")` / `set(NAME a b c)` pairs of a CMake file (first occurrence wins).
+
+    An unquoted list comes back space-separated, as CMake would join it for display.
+    """
     values = {}
-    for name, quoted, bare in re.findall(r'set\(\s*(\w+)\s+(?:"([^"]*)"|([^\s)]+))', cmake_code(text)):
-        values.setdefault(name, quoted if quoted else bare)
+    for name, quoted, bare in re.findall(r'set\(\s*(\w+)\s+(?:"([^"]*)"|([^)"]+))\)', cmake_code(text)):
+        values.setdefault(name, quoted if quoted else " ".join(bare.split()))
     return values
 
 
@@ -159,6 +162,7 @@ def test_checkers_detect_broken_examples():
     assert top_level_imports("def f():\n    from rtresponse import cohort\n", "rtresponse") == []
     assert "Ghost.py" not in cmake_code("# Ghost.py is packaged later\nset(A b) # Ghost.py\n")
     assert cmake_set_values('set(EXTENSION_DEPENDS "A B") # c\nset(X y)')["EXTENSION_DEPENDS"] == "A B"
+    assert cmake_set_values("set(EXTENSION_DEPENDS A  B) # c")["EXTENSION_DEPENDS"] == "A B"
     assert set(cmake_module_blocks("slicerMacroBuildScriptedModule(\n NAME Foo\n SCRIPTS Foo.py\n)")) == {"Foo"}
 
 

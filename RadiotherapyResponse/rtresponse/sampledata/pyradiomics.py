@@ -39,8 +39,15 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _python_executable() -> str:
+    """The interpreter to run pip with: inside 3D Slicer ``sys.executable`` is the application."""
+    if getattr(sys.modules.get("slicer"), "app", None) is not None:
+        return shutil.which("PythonSlicer") or sys.executable
+    return sys.executable
+
+
 def _run_pip(args: Sequence[str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args, "--progress-bar", "off"],
+    result = subprocess.run([_python_executable(), "-m", "pip", "--disable-pip-version-check", *args, "--progress-bar", "off"],
                             capture_output=True)
     if result.returncode != 0:
         output = (result.stderr or result.stdout).decode("utf-8", errors="replace")
