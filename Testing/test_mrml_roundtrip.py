@@ -240,3 +240,27 @@ def test_oblique_direction_helper_is_a_rotation():
     rotation = oblique_direction()
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
     assert abs(np.linalg.det(rotation) - 1) < 1e-12
+
+
+def test_wrong_kinds_of_node_get_one_clear_message(scene, oblique_image):
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "clinical")
+    volume = mrml.image_to_volume_node(oblique_image, "ct", scene)
+    with pytest.raises(InputError, match=r"node 'clinical': expected a scalar volume node .* got vtkMRMLTableNode"):
+        mrml.volume_node_to_image(table)
+    with pytest.raises(InputError, match=r"node 'ct': expected a segmentation node"):
+        mrml.segment_to_mask(volume, "GTVp", volume)
+    with pytest.raises(InputError, match=r"node 'ct': expected a table node"):
+        mrml.table_node_to_dataframe(volume)
+    with pytest.raises(InputError, match="no segmentation node given"):
+        mrml.mask_to_segment(oblique_image, None, "GTVp")
+    with pytest.raises(InputError, match="expected a SimpleITK image, got ndarray"):
+        mrml.image_to_volume_node(np.zeros((2, 2, 2)), "array", scene)
+    assert len(mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode")) == 1  # nothing made half-way
+
+
+def test_label_map_volume_round_trips_as_a_volume(scene, oblique_image):
+    mask = sitk.Cast(oblique_image > 40, sitk.sitkUInt8)
+    node = mrml.image_to_volume_node(mask, "labels", scene, labelmap=True)
+    assert node.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mrml.volume_node_to_image(node)),
+                                  sitk.GetArrayFromImage(mask))

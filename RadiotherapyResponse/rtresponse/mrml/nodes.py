@@ -59,6 +59,15 @@ def _node_name(node) -> str:
     return node.GetName() if node is not None and hasattr(node, "GetName") else "<none>"
 
 
+def _require(node, class_name: str, role: str) -> None:
+    """One clear error when a caller passes nothing, or a node of the wrong kind."""
+    if node is None:
+        raise InputError(f"no {role} given")
+    if not (hasattr(node, "IsA") and node.IsA(class_name)):
+        kind = node.GetClassName() if hasattr(node, "GetClassName") else type(node).__name__
+        raise InputError(f"expected a {role} ({class_name}), got {kind}", node=_node_name(node))
+
+
 def register_segmentation_converters() -> None:
     """Register the segmentation conversion rules 3D Slicer registers at start-up.
 
@@ -156,10 +165,9 @@ def volume_node_to_image(volume_node) -> "sitk.Image":
     """
     import SimpleITK as sitk
 
-    if volume_node is None:
-        raise InputError("no volume node given")
+    _require(volume_node, "vtkMRMLScalarVolumeNode", "scalar volume node")
     name = _node_name(volume_node)
-    image_data = volume_node.GetImageData() if hasattr(volume_node, "GetImageData") else None
+    image_data = volume_node.GetImageData()
     if image_data is None or image_data.GetNumberOfPoints() == 0:
         raise InputError("volume node has no voxels", node=name)
     if image_data.GetNumberOfScalarComponents() != 1:
@@ -240,8 +248,7 @@ def segment_to_mask(segmentation_node, segment_id: str, reference_volume_node) -
     import vtk
 
     slicer = _slicer()
-    if segmentation_node is None:
-        raise InputError("no segmentation node given")
+    _require(segmentation_node, "vtkMRMLSegmentationNode", "segmentation node")
     seg_name = _node_name(segmentation_node)
     if reference_volume_node is None:
         raise InputError("no reference volume given for the segment's geometry", node=seg_name)
@@ -304,8 +311,7 @@ def mask_to_segment(mask_image: "sitk.Image", segmentation_node, segment_name: s
     from vtk.util import numpy_support
 
     slicer = _slicer()
-    if segmentation_node is None:
-        raise InputError("no segmentation node given", node=segment_name)
+    _require(segmentation_node, "vtkMRMLSegmentationNode", "segmentation node")
     if not isinstance(mask_image, sitk.Image) or mask_image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("mask must be a scalar SimpleITK image", node=_node_name(segmentation_node))
     if mask_image.GetDimension() == 2:
@@ -428,8 +434,7 @@ def table_node_to_dataframe(table_node) -> "pd.DataFrame":
     import pandas as pd
     from vtk.util import numpy_support
 
-    if table_node is None or not hasattr(table_node, "GetTable"):
-        raise InputError("expected a table node", node=_node_name(table_node))
+    _require(table_node, "vtkMRMLTableNode", "table node")
     table = table_node.GetTable()
     columns = {}
     for i in range(table.GetNumberOfColumns()):
