@@ -187,26 +187,34 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.dependencyGroupsLabel.text = "\n".join(lines)
 
     def onInstallDependencies(self):
-        with slicer.util.tryWithErrorDisplay("Failed to check Python packages."):
-            confirmed = self._confirmInstall(self.logic.missingDependencies())
-        if confirmed:
-            with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
-                installed = self.logic.installDependencies()
-            slicer.util.infoDisplay(f"Installed: {', '.join(installed)}. Restart Slicer if a package fails to import.")
+        with slicer.util.tryWithErrorDisplay("Failed to install Python packages."):
+            if not self.logic.missingDependencies():
+                slicer.util.infoDisplay("All optional Python packages are already installed.")
+            elif ensureDependencies():
+                slicer.util.infoDisplay("Installed. Restart Slicer if a package fails to import.")
         self.onCheckDependencies()
 
-    def _confirmInstall(self, missing):
-        """Ask consent, listing what will be installed; False when there is nothing to do or it cannot be done."""
-        if not missing:
-            slicer.util.infoDisplay("All optional Python packages are already installed.")
-            return False
-        if any(r.torch for r in missing) and not self.logic.pyTorchExtensionAvailable():
-            slicer.util.errorDisplay(PYTORCH_EXTENSION_MISSING)
-            return False
-        listing = "\n".join(f"  {r.pip}  ({r.group}{', via the PyTorch extension' if r.torch else ''})" for r in missing)
-        return slicer.util.confirmOkCancelDisplay(
-            f"These Python packages will be downloaded and installed:\n{listing}\n\nThis can take several minutes. Continue?",
-            windowTitle="Install Python packages")
+
+def ensureDependencies(groups=None):
+    """Make sure the packages of ``groups`` are importable, installing them only with the user's consent.
+
+    The analysis modules call this on first use (before their first run); True when everything is there.
+    """
+    logic = RadiotherapyResponseLogic()
+    missing = logic.missingDependencies(groups)
+    if not missing:
+        return True
+    if any(r.torch for r in missing) and not logic.pyTorchExtensionAvailable():
+        slicer.util.errorDisplay(PYTORCH_EXTENSION_MISSING)
+        return False
+    listing = "\n".join(f"  {r.pip}  ({r.group}{', via the PyTorch extension' if r.torch else ''})" for r in missing)
+    if not slicer.util.confirmOkCancelDisplay(
+            f"These Python packages will be downloaded and installed:\n{listing}\n\nThis can take several minutes. "
+            "Continue?", windowTitle="Install Python packages"):
+        return False
+    with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
+        logic.installDependencies(groups)
+    return not logic.missingDependencies(groups)
 
 
 class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
