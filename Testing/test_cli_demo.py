@@ -29,11 +29,13 @@ def test_bad_input_is_one_line_on_stderr_with_exit_code_2(tmp_path, capsys):
     assert err == ["rtresponse: error: n_patients must be at least 1, got 0"]
 
 
-def test_demo_writes_a_scene_that_reopens_outside_slicer(tmp_path, capsys):
+def test_demo_writes_a_scene_that_reopens_outside_slicer(tmp_path, capsys, monkeypatch):
     pytest.importorskip("slicer")
     from rtresponse import mrml
 
-    assert main(["demo", "--out", str(tmp_path), "--patients", "3"]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative --out, as in the README
+    assert main(["demo", "--out", "demo", "--patients", "3"]) == 0
+    tmp_path = tmp_path / "demo"
     assert "wrote" in capsys.readouterr().out
     assert (tmp_path / "summary.md").read_text().startswith("# RadiotherapyResponse demo")
     scene = mrml.open_scene_bundle(tmp_path / "scene.mrb")

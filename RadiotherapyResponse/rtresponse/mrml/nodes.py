@@ -515,7 +515,7 @@ def plot_xy(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], name:
 def save_scene(path: str | os.PathLike, scene=None) -> Path:
     """Write the scene and its data as a Medical Reality Bundle (``.mrb``), atomically."""
     scene = _scene(scene)
-    path = Path(path)
+    path = Path(path).absolute()  # WriteToMRB refuses relative paths
     if path.suffix.lower() != ".mrb":
         raise InputError("scene bundles must end in .mrb", path=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
