@@ -138,10 +138,8 @@ def read_mask(path: str | os.PathLike, segment: str | None = None) -> "sitk.Imag
             matches = [name for name in segments if name.lower() == segment.lower()]
             if matches:
                 return segments[matches[0]]
-        if len(segments) == 1 and segment is None:
-            return next(iter(segments.values()))
         if len(segments) == 1:
-            # one segment under another name: the column says which structure it is
+            # a single segment, whatever its name: the manifest column says which structure it is
             return next(iter(segments.values()))
         wanted = f"no segment named '{segment}'" if segment else "several segments and no name given"
         raise InputError(f"{wanted} (segments: {', '.join(segments) or 'none'})", path=str(path))
