@@ -56,6 +56,20 @@ def synthetic_cohort(tmp_path_factory):
     return write_cohort(tmp_path_factory.mktemp("synthetic") / "cohort", n_patients=6, seed=3)
 
 
+@pytest.fixture(scope="session")
+def pyradiomics_cases():
+    """Folder of the cached, checksum-verified PyRadiomics cases (fetched from PyPI on first use)."""
+    import os
+
+    from rtresponse.sampledata import pyradiomics as pyradiomics_sample
+
+    folder = pyradiomics_sample.cache_folder()
+    if os.environ.get("RTRESPONSE_OFFLINE") and pyradiomics_sample._verified(folder,
+                                                                             pyradiomics_sample.catalogue()["files"]):
+        pytest.skip("RTRESPONSE_OFFLINE is set and the PyRadiomics cases are not cached")
+    return pyradiomics_sample.fetch()
+
+
 def copy_cohort(manifest, target):
     """A writable copy of a cohort folder; returns the copied manifest path."""
     import shutil

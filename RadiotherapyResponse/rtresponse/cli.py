@@ -86,6 +86,32 @@ def _demo(args) -> int:
     return 0
 
 
+def _features(args) -> int:
+    from .atomic import atomic_path
+    from .cohort import load_manifest
+
+    if args.kind != "handcrafted":
+        raise RTResponseError(f"feature kind '{args.kind}' is not available yet")
+    from .features.handcrafted import STATUS, extract_cohort
+
+    cohort = load_manifest(args.manifest)
+    progress = _Progress("extracting features")
+    try:
+        table = extract_cohort(cohort, image=args.image, mask=args.mask, settings=args.params or args.preset,
+                               n_jobs=args.jobs, perturbations=args.perturbations, random_state=args.seed,
+                               progress=progress)
+    finally:
+        progress.close()
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp)
+    failed = table[table[STATUS] != "ok"]
+    features = len([c for c in table.columns if c != STATUS])
+    print(f"wrote {args.out}: {len(table)} row(s) x {features} feature(s); {len(failed)} failed")
+    for index, status in failed[STATUS].items():
+        print(f"  {index}: {status}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtresponse",
@@ -116,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sdist", type=Path, help="pyradiomics: use this downloaded pyradiomics_bhklab-3.1.4.tar.gz")
     sample.add_argument("--cache", type=Path, help="pyradiomics: cache folder (default ~/.cache/rtresponse/...)")
     sample.set_defaults(func=_sample_data)
+
+    features = commands.add_parser(
+        "features", help="extract features for every patient of a cohort into a CSV",
+        description="Extract features for every patient of a manifest: one row per patient (index patient_id), "
+                    "one column per feature, and a 'status' column ('ok' or why that patient failed; the others "
+                    "complete). With several --image, columns are prefixed with the image name.")
+    features.add_argument("--kind", required=True, choices=("handcrafted",), help="feature family")
+    features.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    features.add_argument("--image", required=True, action="append",
+                          help="image name (the NAME of an image_NAME column); repeat for several sequences")
+    features.add_argument("--mask", required=True, help="mask name (the NAME of a mask_NAME column)")
+    features.add_argument("--preset", default="pyradiomics-default",
+                          help="handcrafted: preset name (ct-tanaka, mr-jeong, pyradiomics-default)")
+    features.add_argument("--params", type=Path, help="handcrafted: a PyRadiomics parameter file (overrides --preset)")
+    features.add_argument("--perturbations", type=int, default=0,
+                          help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
+    features.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
+    features.add_argument("--jobs", type=int, default=1, help="patients in parallel (default 1)")
+    features.add_argument("--out", required=True, type=Path, help="output CSV")
+    features.set_defaults(func=_features)
 
     demo = commands.add_parser(
         "demo", help="make the synthetic cohort, a Slicer scene (scene.mrb) and a summary",

@@ -25,7 +25,9 @@ REQUIREMENTS = (
     Requirement("pandas", "pandas>=1.5", "core"),
     Requirement("yaml", "pyyaml>=6", "core"),
     Requirement("tqdm", "tqdm>=4.60", "core"),
+    # inside Slicer PyRadiomics normally comes with the SlicerRadiomics extension (found first)
     Requirement("radiomics", "pyradiomics-bhklab==3.1.4", "radiomics"),
+    Requirement("joblib", "joblib>=1.3", "radiomics"),
     Requirement("sklearn", "scikit-learn>=1.3", "modelling"),
     Requirement("skops", "skops>=0.10", "modelling"),
     Requirement("torch", "torch==2.14.1", "deep", torch=True),

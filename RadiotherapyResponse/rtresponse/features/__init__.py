@@ -1,0 +1,1 @@
+"""Feature extraction: handcrafted (PyRadiomics), deep 2D/3D, and delineation perturbations."""

@@ -1,0 +1,270 @@
+"""Handcrafted radiomics with PyRadiomics: one segment, a set of segments, or a whole cohort.
+
+PyRadiomics does the computing; this module resolves settings (a preset name, a parameter
+file, or a dict shaped like one), feeds it images and masks exactly as the MRML bridge or the
+cohort reads them, and isolates per-patient failures in cohort runs.
+
+Presets are PyRadiomics YAML parameter files in ``Resources/Presets`` (``ct-tanaka``,
+``mr-jeong``, ``pyradiomics-default``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union
+
+from ..errors import InputError, RTResponseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from ..cohort import Cohort
+
+Settings = Union[str, os.PathLike, Mapping]
+PARAMETER_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
+STATUS = "status"  # cohort tables: "ok" or why the patient failed
+
+
+class Cancelled(RTResponseError):
+    """The caller asked to stop (Cancel button)."""
+
+
+def presets_folder() -> Path:
+    """``Resources/Presets`` beside the library (the same layout in the repository and in Slicer)."""
+    return Path(__file__).resolve().parents[2] / "Resources" / "Presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in presets_folder().glob("*.yaml"))
+
+
+def load_settings(settings: Settings = "pyradiomics-default") -> dict:
+    """A PyRadiomics parameter dict from a preset name, a YAML/JSON parameter file, or a dict.
+
+    The result is a new dict (the caller's is never modified) with only the sections
+    PyRadiomics knows: ``setting``, ``imageType``, ``featureClass`` (and ``voxelSetting``).
+    """
+    import yaml
+
+    if isinstance(settings, Mapping):
+        params = copy.deepcopy(dict(settings))
+        source = "settings dict"
+    else:
+        text = str(settings)
+        path = Path(text)
+        if text in list_presets():
+            path = presets_folder() / f"{text}.yaml"
+        elif not path.is_file():
+            raise InputError(f"'{text}' is neither a preset ({', '.join(list_presets())}) nor a parameter file")
+        source = str(path)
+        try:
+            loaded = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise InputError(f"not a valid parameter file ({str(error).splitlines()[0]})", path=source) from None
+        params = loaded or {}
+    if not isinstance(params, dict):
+        raise InputError("a parameter file must hold a mapping with setting / imageType / featureClass", path=source)
+    unknown = sorted(set(params) - set(PARAMETER_SECTIONS))
+    if unknown:
+        raise InputError(f"unknown section(s) {', '.join(unknown)} (expected {', '.join(PARAMETER_SECTIONS)})",
+                         path=source)
+    params.setdefault("imageType", {"Original": {}})
+    params["setting"] = dict(params.get("setting") or {})
+    return params
+
+
+def _extractor(params: dict):
+    from radiomics import featureextractor
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)  # PyRadiomics logs every step at INFO
+    params = copy.deepcopy(params)
+    params["setting"]["label"] = 1  # masks reach PyRadiomics as 0/1
+    try:
+        return featureextractor.RadiomicsFeatureExtractor(params)
+    except Exception as error:  # pykwalify schema errors and the like
+        raise InputError(f"PyRadiomics rejected the settings ({str(error).splitlines()[0][:300]})") from None
+
+
+def extract(image: "sitk.Image", mask: "sitk.Image", settings: Settings = "pyradiomics-default",
+            diagnostics: bool = False) -> "pd.Series":
+    """PyRadiomics features of ``mask`` (non-zero = inside) on ``image``, named as PyRadiomics names them.
+
+    The mask must be on the image's grid. Values are floats; with ``diagnostics`` the
+    ``diagnostics_*`` entries are kept (as PyRadiomics returns them).
+    """
+    import numpy as np
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from ..imageio import describe_geometry, same_geometry
+
+    params = load_settings(settings)
+    if not same_geometry(image, mask):
+        raise InputError(f"mask geometry ({describe_geometry(mask)}) does not match the image "
+                         f"({describe_geometry(image)})")
+    binary = sitk.Cast(sitk.NotEqual(mask, 0), sitk.sitkUInt8)
+    binary.CopyInformation(image)
+    if not sitk.GetArrayViewFromImage(binary).any():
+        raise InputError("mask is empty")
+    extractor = _extractor(params)
+    try:
+        result = extractor.execute(image, binary, label=1)
+    except (ValueError, RuntimeError, IndexError) as error:
+        raise InputError(f"PyRadiomics could not extract features ({str(error).splitlines()[0][:300]})") from None
+    values = {}
+    for name, value in result.items():
+        if name.startswith("diagnostics_"):
+            if diagnostics:
+                values[name] = value
+            continue
+        values[name] = float(np.asarray(value))
+    return pd.Series(values, name="features", dtype=float if not diagnostics else object)
+
+
+def extract_from_nodes(volume_node, segmentation_node, segment_id: str, settings: Settings = "pyradiomics-default",
+                       diagnostics: bool = False) -> "pd.Series":
+    """Features of one segment on a volume node: the segment is exported on the volume's exact grid."""
+    from .. import mrml
+
+    image = mrml.volume_node_to_image(volume_node)
+    mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
+    try:
+        return extract(image, mask, settings, diagnostics).rename(segment_id)
+    except InputError as error:
+        raise InputError(f"segment '{segment_id}': {error.problem}", node=segmentation_node.GetName()) from None
+
+
+def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str], settings: Settings,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_cancel: Callable[[], bool] | None = None) -> "pd.DataFrame":
+    """One row per segment (index: segment names), one column per feature, plus ``status``.
+
+    A segment that fails (empty, say) gets its reason in ``status`` and the others complete.
+    ``should_cancel`` is polled between segments; returning True raises :class:`Cancelled`.
+    """
+    import pandas as pd
+
+    from .. import mrml
+
+    names = mrml.segment_names(segmentation_node)
+    image = mrml.volume_node_to_image(volume_node)  # once: every segment is measured on this volume
+    rows, index = [], []
+    for done, segment_id in enumerate(segment_ids, start=1):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("feature extraction cancelled")
+        try:
+            mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
+            row = extract(image, mask, settings).to_dict()
+            row[STATUS] = "ok"
+        except InputError as error:
+            row = {STATUS: error.problem}
+        rows.append(row)
+        index.append(names.get(segment_id, segment_id))
+        if progress:
+            progress(done, len(segment_ids))
+    frame = pd.DataFrame(rows, index=pd.Index(index, name="segment"))
+    return frame[[c for c in frame.columns if c != STATUS] + [STATUS]]
+
+
+# --------------------------------------------------------------------------- cohorts
+
+def _patient_rows(cohort: "Cohort", patient_id: str, images: Sequence[str], masks: Sequence[str], params: dict,
+                  perturbations: int, random_state: int) -> list[dict]:
+    """Rows for one patient: one per (mask or perturbation); failures become a status row."""
+    rows = []
+    try:
+        loaded = {name: cohort.read_image(patient_id, name) for name in images}
+        for mask_name in masks:
+            mask = cohort.read_mask(patient_id, mask_name, image=images[0])
+            variants = [(mask_name if len(masks) > 1 else "original", mask)]
+            if perturbations:
+                from .perturbation import perturbed_masks
+
+                variants += perturbed_masks(mask, loaded[images[0]], n=perturbations, random_state=random_state)
+            for label, variant in variants:
+                row = {"patient_id": patient_id, "perturbation": label}
+                for name, image in loaded.items():
+                    features = extract(image, _on_grid(variant, image, patient_id, name), params)
+                    prefix = f"{name}_" if len(images) > 1 else ""
+                    row.update({prefix + key: value for key, value in features.items()})
+                row[STATUS] = "ok"
+                rows.append(row)
+    except InputError as error:
+        message = error.problem if error.patient else str(error)
+        return [{"patient_id": patient_id, "perturbation": "original", STATUS: message}]
+    except Exception as error:  # a crash inside PyRadiomics must not stop the cohort
+        return [{"patient_id": patient_id, "perturbation": "original", STATUS: f"{type(error).__name__}: {error}"}]
+    return rows
+
+
+def _on_grid(mask: "sitk.Image", image: "sitk.Image", patient_id: str, image_name: str) -> "sitk.Image":
+    from ..imageio import align_mask
+
+    try:
+        return align_mask(mask, image)
+    except InputError as error:
+        raise InputError(f"mask does not fit image_{image_name}: {error.problem}", patient=patient_id) from None
+
+
+def _in_slicer() -> bool:
+    import sys
+
+    return getattr(sys.modules.get("slicer"), "app", None) is not None
+
+
+def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: str | Sequence[str] = "GTVp",
+                   settings: Settings = "pyradiomics-default", n_jobs: int = 1, perturbations: int = 0,
+                   random_state: int = 0, progress: Callable[[int, int], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None) -> "pd.DataFrame":
+    """Features for every patient: one row per patient (index ``patient_id``) plus a ``status`` column.
+
+    - ``image``: one image name, or several (e.g. ``["T1", "T2"]``): columns are then prefixed
+      with the image name, on the same mask.
+    - ``mask``: one mask name; several names (observers, alternative segments) or
+      ``perturbations > 0`` give a long table indexed by (``patient_id``, ``perturbation``).
+    - ``n_jobs``: patients in parallel (joblib processes; threads inside 3D Slicer).
+    - A failing patient keeps its row, with the reason in ``status``; the others complete.
+    """
+    import pandas as pd
+
+    images = [image] if isinstance(image, str) else list(image)
+    masks = [mask] if isinstance(mask, str) else list(mask)
+    for name in images:
+        if name not in cohort.image_names:
+            raise InputError(f"no column image_{name} (images: {', '.join(cohort.image_names)})", path=str(cohort.path))
+    for name in masks:
+        if name not in cohort.mask_names:
+            raise InputError(f"no column mask_{name} (masks: {', '.join(cohort.mask_names)})", path=str(cohort.path))
+    if perturbations < 0:
+        raise InputError(f"perturbations must be 0 or more, got {perturbations}")
+    params = load_settings(settings)
+    _extractor(params)  # fail fast on bad settings, before any patient
+    ids = cohort.patient_ids
+    jobs = max(1, min(int(n_jobs), len(ids)))
+    tasks = ((cohort, pid, images, masks, params, perturbations, random_state) for pid in ids)
+    rows: list[dict] = []
+    if jobs == 1:
+        results = (_patient_rows(*task) for task in tasks)
+    else:
+        from joblib import Parallel, delayed
+
+        backend = "threading" if _in_slicer() else "loky"  # Slicer's executable cannot host loky workers
+        results = Parallel(n_jobs=jobs, backend=backend, return_as="generator")(
+            delayed(_patient_rows)(*task) for task in tasks)
+    for done, patient_rows in enumerate(results, start=1):
+        rows.extend(patient_rows)
+        if progress:
+            progress(done, len(ids))
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("feature extraction cancelled")
+    frame = pd.DataFrame(rows)
+    features = [c for c in frame.columns if c not in ("patient_id", "perturbation", STATUS)]
+    frame = frame[["patient_id", "perturbation"] + features + [STATUS]]
+    if len(masks) == 1 and not perturbations:
+        return frame.drop(columns="perturbation").set_index("patient_id")
+    return frame.set_index(["patient_id", "perturbation"])
