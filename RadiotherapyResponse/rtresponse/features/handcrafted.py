@@ -174,8 +174,12 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
 # --------------------------------------------------------------------------- cohorts
 
 def _patient_rows(cohort: "Cohort", patient_id: str, images: Sequence[str], masks: Sequence[str], params: dict,
-                  perturbations: int, random_state: int) -> list[dict]:
+                  perturbations: int, random_state: int, itk_threads: int = 0) -> list[dict]:
     """Rows for one patient: one per (mask or perturbation); failures become a status row."""
+    if itk_threads:  # a worker process: share the cores with the other workers instead of oversubscribing
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
     rows = []
     try:
         loaded = {name: cohort.read_image(patient_id, name) for name in images}
@@ -209,6 +213,25 @@ def _on_grid(mask: "sitk.Image", image: "sitk.Image", patient_id: str, image_nam
         return align_mask(mask, image)
     except InputError as error:
         raise InputError(f"mask does not fit image_{image_name}: {error.problem}", patient=patient_id) from None
+
+
+def _voxel_count(cohort: "Cohort", patient_id: str, image: str) -> int:
+    """Voxels in a patient's image, from the file header only (0 when it cannot be read)."""
+    import SimpleITK as sitk
+
+    try:
+        path = cohort.image_path(patient_id, image)
+        if path.is_dir():
+            return 0
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size = 1
+        for extent in reader.GetSize():
+            size *= extent
+        return size
+    except (InputError, RuntimeError):
+        return 0
 
 
 def _in_slicer() -> bool:
@@ -246,22 +269,26 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
     _extractor(params)  # fail fast on bad settings, before any patient
     ids = cohort.patient_ids
     jobs = max(1, min(int(n_jobs), len(ids)))
-    tasks = ((cohort, pid, images, masks, params, perturbations, random_state) for pid in ids)
-    rows: list[dict] = []
+    if jobs > 1:  # largest images first, so no long patient starts last while the other workers idle
+        ids = sorted(ids, key=lambda pid: -_voxel_count(cohort, pid, images[0]))
+    backend = "threading" if _in_slicer() else "loky"  # Slicer's executable cannot host loky workers
+    itk_threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else 0
+    tasks = ((cohort, pid, images, masks, params, perturbations, random_state, itk_threads) for pid in ids)
     if jobs == 1:
         results = (_patient_rows(*task) for task in tasks)
     else:
         from joblib import Parallel, delayed
 
-        backend = "threading" if _in_slicer() else "loky"  # Slicer's executable cannot host loky workers
-        results = Parallel(n_jobs=jobs, backend=backend, return_as="generator")(
+        results = Parallel(n_jobs=jobs, backend=backend, batch_size=1, return_as="generator_unordered")(
             delayed(_patient_rows)(*task) for task in tasks)
+    by_patient: dict[str, list[dict]] = {}
     for done, patient_rows in enumerate(results, start=1):
-        rows.extend(patient_rows)
+        by_patient[patient_rows[0]["patient_id"]] = patient_rows
         if progress:
             progress(done, len(ids))
         if should_cancel is not None and should_cancel():
             raise Cancelled("feature extraction cancelled")
+    rows = [row for pid in cohort.patient_ids for row in by_patient[pid]]  # manifest order
     frame = pd.DataFrame(rows)
     features = [c for c in frame.columns if c not in ("patient_id", "perturbation", STATUS)]
     frame = frame[["patient_id", "perturbation"] + features + [STATUS]]
