@@ -39,9 +39,11 @@ def test_device_resolution(monkeypatch):
 
 
 def test_missing_reports_only_the_requested_groups():
-    installed = {"pandas", "yaml", "tqdm", "sklearn"}
+    installed = {"pandas", "yaml", "tqdm", "sklearn", "scipy", "joblib"}
     todo = dependencies.missing(["core", "modelling"], is_installed=installed.__contains__)
     assert [r.pip for r in todo] == ["skops>=0.10"]
+    both = dependencies.missing(["radiomics", "modelling"], is_installed=lambda module: False)
+    assert [r.module for r in both].count("joblib") == 1  # needed by two groups, installed once
     with pytest.raises(ValueError, match="unknown dependency group"):
         dependencies.missing(["everything"])
 

@@ -29,6 +29,8 @@ REQUIREMENTS = (
     Requirement("radiomics", "pyradiomics-bhklab==3.1.4", "radiomics"),
     Requirement("joblib", "joblib>=1.3", "radiomics"),
     Requirement("sklearn", "scikit-learn>=1.3", "modelling"),
+    Requirement("scipy", "scipy>=1.10", "modelling"),
+    Requirement("joblib", "joblib>=1.3", "modelling"),
     Requirement("skops", "skops>=0.10", "modelling"),
     Requirement("torch", "torch==2.14.1", "deep", torch=True),
     Requirement("torchvision", "torchvision==0.29.1", "deep", torch=True),
@@ -48,7 +50,8 @@ def missing(groups: Iterable[str] = GROUPS, is_installed: Callable[[str], bool] 
     unknown = groups - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown dependency group(s): {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
-    return [r for r in REQUIREMENTS if r.group in groups and not is_installed(r.module)]
+    wanted = [r for r in REQUIREMENTS if r.group in groups and not is_installed(r.module)]
+    return list({r.module: r for r in reversed(wanted)}.values())[::-1]  # one entry per module, first group wins
 
 
 def install_missing(groups: Iterable[str], pip_install: Callable[[str], object],
