@@ -50,8 +50,12 @@ def missing(groups: Iterable[str] = GROUPS, is_installed: Callable[[str], bool] 
     unknown = groups - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown dependency group(s): {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
-    wanted = [r for r in REQUIREMENTS if r.group in groups and not is_installed(r.module)]
-    return list({r.module: r for r in reversed(wanted)}.values())[::-1]  # one entry per module, first group wins
+    todo, seen = [], set()
+    for requirement in REQUIREMENTS:
+        if requirement.group in groups and requirement.module not in seen and not is_installed(requirement.module):
+            seen.add(requirement.module)  # a module two groups need is installed once
+            todo.append(requirement)
+    return todo
 
 
 def install_missing(groups: Iterable[str], pip_install: Callable[[str], object],
