@@ -1,0 +1,65 @@
+"""The classifiers of the two papers as scikit-learn estimators, by short name.
+
+| name | estimator | hyper-parameters |
+| --- | --- | --- |
+| ``rf``  | random forest | 500 trees, sqrt(p) features per split, balanced class weights |
+| ``svm`` | support vector machine | RBF kernel, C = 1, gamma = "scale", Platt probabilities, balanced weights |
+| ``knn`` | k-nearest neighbours | k = 5, Euclidean, distance-weighted votes |
+| ``nb``  | Gaussian naive Bayes | class priors from the training data |
+| ``lda`` | linear discriminant analysis | least-squares solver with Ledoit-Wolf shrinkage (p may exceed n) |
+| ``lr``  | logistic regression | L2, C = 1, balanced class weights |
+
+Features are standardised (mean 0, SD 1, fitted on the training data only) in front of every
+classifier but the forest; scores for AUCs come from ``predict_proba``. The head-and-neck paper's
+supplementary hyper-parameters (MATLAB defaults) are not in the paper text we have; these are the
+scikit-learn counterparts. :func:`svm_grid_search` is the cervical paper's tuned SVM.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+CLASSIFIER_NAMES = ("rf", "svm", "knn", "nb", "lda", "lr")
+PAPER_CLASSIFIERS = ("rf", "svm", "knn", "nb", "lda")  # Tanaka et al.'s five
+
+
+def make_classifier(name: str, random_state: int | None = 0):
+    """A fresh, unfitted classifier (a Pipeline with scaling where the method needs it)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if name == "rf":
+        return RandomForestClassifier(n_estimators=500, max_features="sqrt", class_weight="balanced",
+                                      random_state=random_state, n_jobs=1)
+    factories = {
+        "svm": lambda: SVC(kernel="rbf", C=1.0, gamma="scale", probability=True, class_weight="balanced",
+                           random_state=random_state),
+        "knn": lambda: KNeighborsClassifier(n_neighbors=5, weights="distance"),
+        "nb": GaussianNB,
+        "lda": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
+        "lr": lambda: LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000),
+    }
+    if name not in factories:
+        raise InputError(f"unknown classifier '{name}' (choose from {', '.join(CLASSIFIER_NAMES)})")
+    return make_pipeline(StandardScaler(), factories[name]())
+
+
+def svm_grid_search(random_state: int | None = 0, n_jobs: int | None = None):
+    """SVM tuned by stratified 5-fold CV on AUC over C, gamma and the kernel (Jeong et al.)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    model = Pipeline([("scale", StandardScaler()),
+                      ("svm", SVC(probability=True, class_weight="balanced", random_state=random_state))])
+    grid = {"svm__C": [0.01, 0.1, 1, 10, 100], "svm__gamma": ["scale", 0.001, 0.01, 0.1],
+            "svm__kernel": ["rbf", "linear"]}
+    return GridSearchCV(model, grid, scoring="roc_auc", n_jobs=n_jobs,
+                        cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state))
