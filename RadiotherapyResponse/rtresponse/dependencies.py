@@ -28,7 +28,7 @@ REQUIREMENTS = (
     # inside Slicer PyRadiomics normally comes with the SlicerRadiomics extension (found first)
     Requirement("radiomics", "pyradiomics-bhklab==3.1.4", "radiomics"),
     Requirement("joblib", "joblib>=1.3", "radiomics"),
-    Requirement("sklearn", "scikit-learn>=1.3", "modelling"),
+    Requirement("sklearn", "scikit-learn>=1.6", "modelling"),
     Requirement("scipy", "scipy>=1.10", "modelling"),
     Requirement("joblib", "joblib>=1.3", "modelling"),
     Requirement("skops", "skops>=0.10", "modelling"),

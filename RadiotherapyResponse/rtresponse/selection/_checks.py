@@ -96,8 +96,8 @@ def check_labels(y, n_samples: int, who: str) -> np.ndarray:
         raise InputError(f"{who}: y contains missing outcomes (None); every patient needs an outcome class")
     kind = type_of_target(y)
     if kind not in ("binary", "multiclass"):
-        raise InputError(f"{who}: y must hold outcome classes (e.g. 0/1 for non-response/response), "
-                         f"got target type {kind!r}")
+        raise InputError(f"{who}: y must hold outcome classes (e.g. 0/1 for non-response/response); "
+                         f"Unknown label type: {kind!r}")
     classes = np.unique(y)
     if classes.size < 2:
         raise InputError(f"{who}: y has only 1 class ({classes[0]!r}); ranking features needs at least "

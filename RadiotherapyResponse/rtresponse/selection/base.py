@@ -27,6 +27,14 @@ from sklearn.utils.validation import check_is_fitted
 from ._checks import check_k, validate
 
 
+def single_blas_thread():
+    """Context limiting BLAS to one thread: the iterative solvers here (L-BFGS, liblinear) run
+    thousands of tiny BLAS calls, which multi-threaded OpenBLAS slows down many times over."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def order_by_scores(scores: np.ndarray) -> np.ndarray:
     """Feature indices best first: descending score, NaN last, ties to the lower index."""
     scores = np.asarray(scores, float)

@@ -189,7 +189,9 @@ class ICCFilter(SelectorMixin, BaseEstimator):
       of the estimator, so ``clone`` and cross-validation carry it into every fold; or
     - at fit time: ``filter.fit(X, y, repeats=long_table)``, or inside a pipeline
       ``pipeline.fit(X, y, icc__repeats=long_table)`` (a fit parameter routed to the step named
-      ``icc``). A table given to ``fit`` wins over the constructor's.
+      ``icc``). A table given to ``fit`` wins over the constructor's. For cross-validation prefer
+      the constructor: ``cross_validate(..., params=...)`` splits fit parameters that happen to
+      have one row per sample by fold.
 
     The ICC is computed from the whole repeats table in every ``fit``; it does not use the outcome,
     so there is no label leakage across cross-validation folds.

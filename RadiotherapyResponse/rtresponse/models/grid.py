@@ -1,0 +1,169 @@
+"""The selector x classifier grid judged by the 0.632+ bootstrap AUC (Tanaka et al.).
+
+For every selector the top ``k`` features are ranked on all patients (the paper's selection
+step), then for every classifier the 0.632+ AUC is estimated either on those ``k`` features or,
+with ``forward=True`` (the paper), after forward selection over them in rank order. Every model
+is evaluated on the same bootstrap draws, so any two grid cells can be compared pairwise
+(:func:`rtresponse.evaluation.resampled_ttest.corrected_resampled_ttest` on ``per_bootstrap``).
+
+``undersample=R`` repeats the whole evaluation on R random class-balanced subsets (majority
+class undersampled) and averages, for imbalanced outcomes.
+
+Selecting on all patients before the bootstrap is what the paper did; it is optimistic.
+``selection="inside"`` (beyond the paper) refits the ranker inside every bootstrap sample
+instead, so the estimate also covers the selection step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError, RTResponseError
+from .classifiers import PAPER_CLASSIFIERS, make_classifier
+
+PAPER_SELECTORS = ("chi2", "wilcoxon", "nca", "relieff", "inffs")
+
+
+class Cancelled(RTResponseError):
+    """The caller asked to stop."""
+
+
+@dataclass
+class GridResult:
+    table: "object"                                   # pandas DataFrame, one row per selector x classifier
+    per_bootstrap: dict = field(default_factory=dict)  # (selector, classifier) -> per-bootstrap 0.632+ terms
+    indices: np.ndarray | None = None                  # the shared bootstrap draws (first subset)
+
+
+def _with_imputer(estimator):
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    # missing clinical numbers: median of the training data, decided inside each fit
+    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), estimator)
+
+
+def ranked_features(selector_name: str, X, y, k: int, random_state=0) -> list:
+    """The selector's top-k columns of X (in rank order where the selector ranks)."""
+    from sklearn.impute import SimpleImputer
+
+    from ..selection import make_selector
+
+    selector = make_selector(selector_name, k=min(k, X.shape[1]), random_state=random_state)
+    filled = SimpleImputer(strategy="median", keep_empty_features=True).fit_transform(X)
+    selector.fit(filled, y)
+    columns = np.asarray(X.columns)
+    chosen = np.flatnonzero(selector.get_support())
+    ranking = getattr(selector, "ranking_", None)  # 1 = best; ties already broken by the selector
+    if ranking is not None and len(ranking) == X.shape[1]:
+        chosen = chosen[np.argsort(np.asarray(ranking)[chosen], kind="stable")]
+    return list(columns[chosen])
+
+
+def _undersampled(y: np.ndarray, repeats: int, random_state) -> list[np.ndarray]:
+    if repeats <= 0:
+        return [np.arange(y.size)]
+    rng = np.random.default_rng(random_state)
+    minority = int(np.argmin(np.bincount(y, minlength=2)))
+    keep_minority = np.flatnonzero(y == minority)
+    majority = np.flatnonzero(y != minority)
+    return [np.sort(np.r_[keep_minority, rng.choice(majority, keep_minority.size, replace=False)])
+            for _ in range(repeats)]
+
+
+def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequence[str] = PAPER_CLASSIFIERS,
+             k: int = 10, n_bootstrap: int = 1000, forward: bool = True, selection: str = "paper",
+             undersample: int = 0, random_state=0, n_jobs=None,
+             progress: Callable[[int, int], None] | None = None,
+             should_cancel: Callable[[], bool] | None = None) -> GridResult:
+    """Evaluate every selector x classifier on (X, y); returns a :class:`GridResult`.
+
+    ``X`` is a DataFrame (columns = features, NaN allowed), ``y`` 0/1. The table has columns
+    selector, classifier, auc632plus, auc_sd, sensitivity, specificity, apparent_auc, oob_auc,
+    n_features, features (";"-joined).
+    """
+    import pandas as pd
+
+    from ..evaluation.bootstrap import _binary, bootstrap_632plus_auc, bootstrap_indices, forward_selection
+    from ..selection import make_selector
+
+    if not hasattr(X, "columns"):
+        X = pd.DataFrame(np.asarray(X, dtype=float), columns=[f"f{i}" for i in range(np.shape(X)[1])])
+    y = _binary(y)
+    if selection not in ("paper", "inside"):
+        raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
+    for name in classifiers:
+        make_classifier(name)  # unknown names fail before any work
+    subsets = _undersampled(y, undersample, random_state)
+    cells = [(s, c) for s in selectors for c in classifiers]
+    rows, per_bootstrap, first_indices = [], {}, None
+    total = len(cells) * len(subsets)
+    done = 0
+    for subset_number, subset in enumerate(subsets):
+        Xs, ys = X.iloc[subset], y[subset]
+        draws = bootstrap_indices(ys, n_bootstrap, random_state)
+        first_indices = draws if first_indices is None else first_indices
+        for selector_name in selectors:
+            top = ranked_features(selector_name, Xs, ys, k, random_state) if selection == "paper" else list(X.columns)
+            for classifier_name in classifiers:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled("grid evaluation cancelled")
+                model = _with_imputer(make_classifier(classifier_name, random_state))
+                if selection == "inside":
+                    from sklearn.pipeline import make_pipeline
+                    from sklearn.impute import SimpleImputer
+
+                    ranker = make_selector(selector_name, k=min(k, X.shape[1]), random_state=random_state)
+                    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), ranker,
+                                          make_classifier(classifier_name, random_state))
+                    chosen, result = top, bootstrap_632plus_auc(model, Xs, ys, indices=draws, n_jobs=n_jobs)
+                elif forward:
+                    chosen, result = forward_selection(model, Xs, ys, candidates=top, n_bootstrap=n_bootstrap,
+                                                       random_state=random_state, n_jobs=n_jobs)
+                else:
+                    chosen, result = top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs)
+                rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
+                             "auc632plus": result.auc, "auc_sd": result.auc_sd,
+                             "sensitivity": result.sensitivity, "specificity": result.specificity,
+                             "apparent_auc": result.apparent_auc, "oob_auc": result.oob_auc,
+                             "n_features": len(chosen), "features": ";".join(map(str, chosen))})
+                per_bootstrap.setdefault((selector_name, classifier_name), []).append(result.per_bootstrap)
+                done += 1
+                if progress:
+                    progress(done, total)
+    table = pd.DataFrame(rows)
+    if len(subsets) > 1:  # average over the undersampled subsets; features of the first subset shown
+        numeric = ["auc632plus", "auc_sd", "sensitivity", "specificity", "apparent_auc", "oob_auc", "n_features"]
+        grouped = table.groupby(["selector", "classifier"], sort=False)
+        table = grouped[numeric].mean().join(grouped["features"].first()).reset_index()
+    else:
+        table = table.drop(columns="subset")
+    return GridResult(table=table, per_bootstrap={key: np.concatenate(v) for key, v in per_bootstrap.items()},
+                      indices=first_indices)
+
+
+def heatmap(table, path, value: str = "auc632plus", title: str = "0.632+ bootstrap AUC") -> None:
+    """A selector x classifier heat map of ``value`` written as PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import atomic_path
+
+    grid = table.pivot(index="selector", columns="classifier", values=value)
+    figure, axes = plt.subplots(figsize=(1.2 * grid.shape[1] + 2, 0.8 * grid.shape[0] + 1.5))
+    image = axes.imshow(grid.to_numpy(dtype=float), cmap="viridis", vmin=0.5, vmax=1.0)
+    axes.set_xticks(range(grid.shape[1]), grid.columns)
+    axes.set_yticks(range(grid.shape[0]), grid.index)
+    for (i, j), v in np.ndenumerate(grid.to_numpy(dtype=float)):
+        axes.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.75 else "black")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
+    plt.close(figure)

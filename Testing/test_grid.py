@@ -1,0 +1,75 @@
+"""The selector x classifier grid: learns a planted signal, not permuted labels; paired draws; outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("sklearn")
+from rtresponse.errors import InputError  # noqa: E402
+from rtresponse.models.classifiers import CLASSIFIER_NAMES, make_classifier  # noqa: E402
+from rtresponse.models.grid import heatmap, ranked_features, run_grid  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 12)), columns=[f"f{i}" for i in range(12)])
+    X.iloc[3, 5] = np.nan  # a missing value must be imputed, not crash
+    y = (X["f3"] - X["f7"] + rng.normal(0, 0.6, 40) > 0).astype(int).to_numpy()
+    return X, y
+
+
+def test_grid_learns_the_planted_features(planted):
+    X, y = planted
+    result = run_grid(X, y, selectors=("wilcoxon", "relieff"), classifiers=("lda", "nb"), k=4, n_bootstrap=20)
+    table = result.table
+    assert list(table.columns[:3]) == ["selector", "classifier", "auc632plus"]
+    assert len(table) == 4 and (table["auc632plus"] > 0.8).all()
+    assert all({"f3", "f7"} <= set(features.split(";")) for features in table["features"])
+    assert set(result.per_bootstrap) == {(s, c) for s in ("wilcoxon", "relieff") for c in ("lda", "nb")}
+    assert result.indices.shape == (20, 40)
+
+
+def test_grid_on_permuted_labels_stays_near_chance(planted):
+    X, y = planted
+    permuted = np.random.default_rng(1).permutation(y)
+    table = run_grid(X, permuted, selectors=("wilcoxon",), classifiers=("lda", "nb"), k=4, n_bootstrap=20,
+                     forward=False).table
+    assert table["auc632plus"].mean() < 0.65
+
+
+def test_selection_inside_the_bootstrap_and_undersampling(planted):
+    X, y = planted
+    inside = run_grid(X, y, selectors=("wilcoxon",), classifiers=("lda",), k=4, n_bootstrap=15, selection="inside")
+    assert inside.table.loc[0, "auc632plus"] > 0.75
+    imbalanced = y.copy()
+    imbalanced[np.flatnonzero(y == 1)[:8]] = 0
+    balanced = run_grid(X, imbalanced, selectors=("wilcoxon",), classifiers=("nb",), k=4, n_bootstrap=10,
+                        forward=False, undersample=3)
+    assert len(balanced.table) == 1 and balanced.per_bootstrap[("wilcoxon", "nb")].shape == (30,)
+
+
+def test_ranked_features_follow_the_selector_ranking(planted):
+    X, y = planted
+    top = ranked_features("wilcoxon", X, y, k=3)
+    assert top[0] in {"f3", "f7"} and len(top) == 3
+
+
+def test_every_classifier_gives_probabilities(planted):
+    X, y = planted
+    filled = X.fillna(0)
+    for name in CLASSIFIER_NAMES:
+        model = make_classifier(name).fit(filled, y)
+        probabilities = model.predict_proba(filled)[:, 1]
+        assert np.all((probabilities >= 0) & (probabilities <= 1)), name
+    with pytest.raises(InputError, match="unknown classifier 'xgb'"):
+        run_grid(X, y, classifiers=("xgb",), n_bootstrap=5)
+
+
+def test_heatmap_is_written(planted, tmp_path):
+    X, y = planted
+    table = run_grid(X, y, selectors=("wilcoxon",), classifiers=("nb",), k=3, n_bootstrap=5, forward=False).table
+    heatmap(table, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
