@@ -112,6 +112,87 @@ def _features(args) -> int:
     return 0
 
 
+def _feature_sets(args, cohort):
+    """{name: numeric DataFrame} from --features files, --clinical factors and --combine."""
+    import pandas as pd
+
+    from .models.tables import encode_clinical, read_feature_table
+
+    sets = {}
+    for path in args.features or []:
+        name = Path(path).stem
+        sets[name if name not in sets else str(path)] = read_feature_table(path)
+    if args.clinical:
+        clinical = cohort.clinical()
+        columns = clinical.columns if args.clinical == "all" else [c.strip() for c in args.clinical.split(",")]
+        unknown = [c for c in columns if c not in clinical.columns]
+        if unknown:
+            raise RTResponseError(f"unknown clinical factor(s) {', '.join(unknown)} "
+                                  f"(manifest has {', '.join(clinical.columns)})")
+        sets["clinical"] = encode_clinical(clinical, columns)
+    if not sets:
+        raise RTResponseError("give at least one --features file or --clinical")
+    if args.combine and len(sets) > 1:
+        sets["+".join(sets)] = pd.concat(list(sets.values()), axis=1, join="inner")
+    return sets
+
+
+def _evaluate(args) -> int:
+    from .cohort import load_manifest
+    from .models.evaluate import evaluate, write_outputs
+
+    cohort = load_manifest(args.manifest, check_files=False)
+    if args.outcome not in cohort.outcome_names:
+        raise RTResponseError(f"no column outcome_{args.outcome} in the manifest "
+                              f"(outcomes: {', '.join(cohort.outcome_names) or 'none'})")
+    positive = args.positive
+    outcome = cohort.outcomes()[args.outcome]
+    if positive is not None and outcome.dtype.kind in "if":
+        positive = float(positive) if "." in positive else int(positive)
+    progress = _Progress("evaluating models")
+    try:
+        evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
+                              selectors=args.selectors, classifiers=args.classifiers, k=args.k,
+                              n_bootstrap=args.n_bootstrap, forward=not args.no_forward, positive=positive,
+                              random_state=args.seed, n_jobs=args.jobs, progress=progress)
+    finally:
+        progress.close()
+    paths = write_outputs(evaluation, args.out, args.outcome, evaluation.best.get("positive", positive))
+    best = evaluation.best
+    metric = "auc632plus" if args.protocol == "bootstrap" else "auc"
+    print(f"best: {best['feature_set']} {best['selector']} + {best['classifier']} {metric} {best[metric]:.3f} "
+          f"({best['features']})")
+    for pid, why in evaluation.dropped.items():
+        print(f"  left out {pid}: {why}", file=sys.stderr)
+    for label, path in paths.items():
+        print(f"wrote {label}: {path}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .atomic import atomic_path
+    from .models.persistence import load_model, predict
+    from .models.tables import read_feature_table
+
+    bundle = load_model(args.model)
+    tables = [read_feature_table(path) for path in args.features]
+    import pandas as pd
+
+    features = pd.concat(tables, axis=1, join="inner")
+    if args.manifest:
+        from .cohort import load_manifest
+        from .models.tables import encode_clinical
+
+        clinical = encode_clinical(load_manifest(args.manifest, check_files=False).clinical())
+        features = features.join(clinical, how="inner")
+    table = predict(bundle, features)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp)
+    print(f"wrote {args.out}: {len(table)} patient(s); model: {bundle['description']}, outcome {bundle['outcome']} "
+          f"(positive = {bundle['positive']}), cut-off {bundle['cutoff']:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtresponse",
@@ -162,6 +243,45 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--jobs", type=int, default=1, help="patients in parallel (default 1)")
     features.add_argument("--out", required=True, type=Path, help="output CSV")
     features.set_defaults(func=_features)
+
+    from .models.classifiers import CLASSIFIER_NAMES, PAPER_CLASSIFIERS
+    from .models.grid import PAPER_SELECTORS
+
+    evaluate = commands.add_parser(
+        "evaluate", help="judge feature sets against an outcome (0.632+ bootstrap grid or train/test split)",
+        description="Evaluate feature tables (CSV with patient_id) and/or clinical factors against a manifest "
+                    "outcome. bootstrap: every selector x classifier by the 0.632+ bootstrap AUC (Tanaka et al.); "
+                    "split: stratified train/test split with a training Youden cut-off, test metrics, DeLong, NRI "
+                    "and IDI (Jeong et al.). Writes OUT/results.csv, heat maps, roc.png and the best model as "
+                    "OUT/model.skops.")
+    evaluate.add_argument("--features", action="append", type=Path, help="feature table CSV (repeatable)")
+    evaluate.add_argument("--manifest", required=True, type=Path, help="cohort manifest with the outcome")
+    evaluate.add_argument("--outcome", required=True, help="outcome NAME (the manifest's outcome_NAME column)")
+    evaluate.add_argument("--positive", help="the positive outcome label (default 1)")
+    evaluate.add_argument("--clinical", help="clinical factors as a feature set: 'all' or NAME,NAME,...")
+    evaluate.add_argument("--combine", action="store_true", help="also evaluate the union of all feature sets")
+    evaluate.add_argument("--protocol", choices=("bootstrap", "split"), default="bootstrap")
+    evaluate.add_argument("--selectors", nargs="+", default=list(PAPER_SELECTORS),
+                          help=f"feature selectors (default {' '.join(PAPER_SELECTORS)}; also lasso rfe none)")
+    evaluate.add_argument("--classifiers", nargs="+", default=list(PAPER_CLASSIFIERS), choices=CLASSIFIER_NAMES,
+                          help=f"classifiers (default {' '.join(PAPER_CLASSIFIERS)})")
+    evaluate.add_argument("--k", type=int, default=10, help="features kept by each selector (default 10)")
+    evaluate.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap draws (default 1000)")
+    evaluate.add_argument("--no-forward", action="store_true", help="bootstrap: skip forward selection")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--jobs", type=int, default=1, help="parallel bootstrap fits")
+    evaluate.add_argument("--out", required=True, type=Path, help="output folder")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="apply a saved model (model.skops) to new patients' features",
+        description="Apply a model written by `rtresponse evaluate` to feature tables of new patients; writes the "
+                    "probability of the positive outcome and the prediction at the model's cut-off.")
+    predict.add_argument("--model", required=True, type=Path, help="model.skops from `rtresponse evaluate`")
+    predict.add_argument("--features", required=True, action="append", type=Path, help="feature table CSV")
+    predict.add_argument("--manifest", type=Path, help="manifest with the clinical factors the model uses")
+    predict.add_argument("--out", required=True, type=Path, help="output CSV")
+    predict.set_defaults(func=_predict)
 
     demo = commands.add_parser(
         "demo", help="make the synthetic cohort, a Slicer scene (scene.mrb) and a summary",

@@ -10,10 +10,13 @@ from .reclassification import IDIResult, NRIResult, idi, nri, risk_categories
 from .roc import auc, delong_auc_ci, delong_test, roc_curve_points, youden_cutoff
 
 from .bootstrap import BootstrapResult, bootstrap_632plus_auc, bootstrap_indices, forward_selection
+from .resampled_ttest import corrected_resampled_ttest
+from .shapley import mean_absolute_shapley, shapley_values
 
 __all__ = [
     "auc", "roc_curve_points", "youden_cutoff", "delong_auc_ci", "delong_test",
     "nri", "idi", "NRIResult", "IDIResult", "risk_categories",
     "classification_metrics", "binary_outcome",
     "bootstrap_632plus_auc", "bootstrap_indices", "forward_selection", "BootstrapResult",
+    "corrected_resampled_ttest", "shapley_values", "mean_absolute_shapley",
 ]
