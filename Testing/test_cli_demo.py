@@ -34,7 +34,7 @@ def test_demo_writes_a_scene_that_reopens_outside_slicer(tmp_path, capsys, monke
     from rtresponse import mrml
 
     monkeypatch.chdir(tmp_path)  # a relative --out, as in the README
-    assert main(["demo", "--out", "demo", "--patients", "3"]) == 0
+    assert main(["demo", "--out", "demo", "--patients", "3", "--no-analyses"]) == 0
     tmp_path = tmp_path / "demo"
     assert "wrote" in capsys.readouterr().out
     assert (tmp_path / "summary.md").read_text().startswith("# RadiotherapyResponse demo")
@@ -77,3 +77,22 @@ def test_console_script_entry_point_is_main():
     result = subprocess.run([sys.executable, "-m", "rtresponse", "--version"], capture_output=True, text=True,
                             cwd=str(LIBRARY))
     assert result.returncode == 0 and result.stdout.startswith("rtresponse ")
+
+
+def test_demo_adds_features_grid_and_roc_to_the_scene(tmp_path):
+    pytest.importorskip("radiomics")
+    pytest.importorskip("skops")
+    from rtresponse import mrml
+    from rtresponse.demo import run
+
+    result = run(tmp_path, n_patients=16, seed=1)
+    scene = mrml.open_scene_bundle(result.scene)
+    tables = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")}
+    grid = mrml.table_node_to_dataframe(tables["response model grid"])
+    assert len(grid) == 6 and grid["auc632plus"].between(0, 1).all()
+    features = mrml.table_node_to_dataframe(tables["GTVp handcrafted features"])
+    assert len(features) == 16 and (features["status"] == "ok").all()
+    charts = mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")
+    assert [c.GetName() for c in charts] == ["response ROC"]
+    assert (tmp_path / "model" / "model.skops").is_file()
+    assert "response model grid" in result.summary.read_text()

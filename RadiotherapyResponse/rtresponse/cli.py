@@ -78,7 +78,8 @@ def _demo(args) -> int:
 
     progress = _Progress("writing patients")
     try:
-        result = run(args.out, n_patients=args.patients, seed=args.seed, progress=progress)
+        result = run(args.out, n_patients=args.patients, seed=args.seed, progress=progress,
+                     analyses=not args.no_analyses)
     finally:
         progress.close()
     print(result.summary.read_text(), end="")
@@ -289,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "volumes and contours and the cohort's clinical table, and write OUT/scene.mrb and "
                     "OUT/summary.md.")
     demo.add_argument("--out", required=True, type=Path, help="output folder")
-    demo.add_argument("--patients", type=int, default=8, help="number of synthetic patients (default 8)")
+    demo.add_argument("--patients", type=int, default=24, help="number of synthetic patients (default 24)")
+    demo.add_argument("--no-analyses", action="store_true", help="only the cohort and the scene")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
     return parser

@@ -22,11 +22,15 @@ class DemoResult:
     nodes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def run(out_dir: str | os.PathLike, n_patients: int = 8, seed: int = 0, progress=None) -> DemoResult:
+def run(out_dir: str | os.PathLike, n_patients: int = 24, seed: int = 0, progress=None,
+        analyses: bool = True) -> DemoResult:
     """Write ``out_dir/cohort`` (synthetic), ``out_dir/scene.mrb`` and ``out_dir/summary.md``.
 
     The scene holds the first patient's images as volumes and contours as a segmentation,
-    and the whole cohort's clinical factors and outcomes as one table.
+    and the whole cohort's clinical factors and outcomes as one table. With ``analyses`` (and
+    PyRadiomics / scikit-learn installed) it also extracts handcrafted CT features of the GTVp
+    and runs a small selector x classifier grid for the response outcome, adding the feature
+    table, the grid results and an ROC curve to the scene.
     """
     import pandas as pd
 
@@ -42,6 +46,7 @@ def run(out_dir: str | os.PathLike, n_patients: int = 8, seed: int = 0, progress
     loaded = mrml.load_patient(cohort, first, scene)
     table = pd.concat([cohort.clinical().add_prefix("clin_"), cohort.outcomes().add_prefix("outcome_")], axis=1)
     mrml.dataframe_to_table_node(table, "cohort clinical", scene)
+    analysis_lines = _analyses(cohort, scene, out) if analyses else []
     scene_path = mrml.save_scene(out / "scene.mrb", scene)
 
     nodes = {
@@ -59,8 +64,38 @@ def run(out_dir: str | os.PathLike, n_patients: int = 8, seed: int = 0, progress
         "- outcome rates: " + ", ".join(f"{name} {outcomes[name].mean():.2f}" for name in cohort.outcome_names),
         f"- scene: `{scene_path.name}` with patient {first}: volumes {', '.join(nodes['volumes'])}; "
         f"segments {', '.join(nodes['segments'])}; tables {', '.join(nodes['tables'])}",
+        *analysis_lines,
         "",
         "Open scene.mrb in 3D Slicer (File > Add Data, or drag and drop).",
     ]
     summary = write_text(out / "summary.md", "\n".join(lines) + "\n")
     return DemoResult(out, manifest, scene_path, summary, nodes)
+
+
+def _analyses(cohort, scene, out: Path) -> list[str]:
+    """Handcrafted features and a small modelling grid; skipped (and said so) without their packages."""
+    import importlib.util
+
+    from . import mrml
+
+    missing = [m for m in ("radiomics", "sklearn", "skops") if importlib.util.find_spec(m) is None]
+    if missing:
+        return [f"- analyses skipped: install {', '.join(missing)} (pip install 'rtresponse[radiomics,modelling]')"]
+    from .features.handcrafted import extract_cohort
+    from .models.evaluate import evaluate, write_outputs
+    from .models.tables import read_feature_table
+
+    features = extract_cohort(cohort, image="CT", mask="GTVp", settings="pyradiomics-default", n_jobs=2)
+    mrml.dataframe_to_table_node(features, "GTVp handcrafted features", scene)
+    evaluation = evaluate({"handcrafted": read_feature_table(features)}, cohort.outcomes()["response"],
+                          protocol="bootstrap", selectors=("wilcoxon", "relieff"), classifiers=("lda", "nb", "lr"),
+                          k=5, n_bootstrap=100, forward=False, random_state=0)
+    write_outputs(evaluation, out / "model", "response", 1)
+    mrml.dataframe_to_table_node(evaluation.results, "response model grid", scene)
+    mrml.plot_xy(evaluation.roc, "response ROC", scene, x_title="1 - specificity", y_title="sensitivity")
+    best = evaluation.best
+    failed = int((features["status"] != "ok").sum())
+    return [f"- handcrafted features: {features.shape[1] - 1} PyRadiomics features of the GTVp on CT "
+            f"({failed} patient(s) failed)",
+            f"- response model grid (0.632+ bootstrap AUC, 100 draws): best {best['selector']} + {best['classifier']} "
+            f"{best['auc632plus']:.2f}; results, heat map, ROC and model.skops in `model/`"]
