@@ -46,6 +46,8 @@ def test_evaluate_writes_results_figures_and_a_model_that_predicts(planted_study
     if protocol == "split":
         assert {"auc_low", "auc_high", "brier", "vs_first_delong_p", "vs_first_nri", "vs_first_idi"} <= set(
             results.columns)
+        importance = pd.read_csv(out / "shapley.csv", index_col="input")["mean_abs_shapley"]
+        assert importance.index[0] == "f1"  # the planted feature matters most to the best model
     else:
         assert (out / "grid_features.png").is_file()
     assert "left out P000" in capsys.readouterr().err

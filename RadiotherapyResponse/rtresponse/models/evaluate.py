@@ -32,6 +32,7 @@ class Evaluation:
     cutoff: float
     roc: dict = field(default_factory=dict)   # label -> (fpr, tpr)
     dropped: dict = field(default_factory=dict)
+    shapley: "object" = None                  # split protocol: mean |Shapley value| per input of the best model
 
 
 def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: str = "bootstrap",
@@ -103,9 +104,33 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
         best = next(r for r in rows if r["feature_set"] == best_set
                     and r["features"] == ";".join(map(str, best_result.features)))
         model, features, cutoff = best_result.model, best_result.features, best_result.cutoff
+        X = feature_sets[best_set].loc[common]
+        shapley = input_importance(model, X.loc[best_result.train_ids, features], X.loc[best_result.test_ids, features])
     columns = ["feature_set"] + [c for c in results.columns if c != "feature_set"]
     return Evaluation(results=results[columns], best=dict(best, feature_set=best_set), model=model,
-                      features=features, cutoff=float(cutoff), roc=roc, dropped=dropped)
+                      features=features, cutoff=float(cutoff), roc=roc, dropped=dropped,
+                      shapley=shapley if protocol == "split" else None)
+
+
+def input_importance(model, train, test, max_players: int = 12, max_background: int = 50, random_state=0):
+    """Mean |Shapley value| of each model input over the test patients (Jeong et al.'s SHAP ranking).
+
+    One-hot columns of one clinical factor (``HPV=positive``, ``HPV=unknown``, ...) form one player.
+    Exact (every coalition) with up to ``max_players`` players, else None. The background is
+    (a sample of) the training patients.
+    """
+    from ..evaluation.bootstrap import decision_scores
+    from ..evaluation.shapley import mean_absolute_shapley, shapley_values
+
+    groups: dict[str, list] = {}
+    for column in train.columns:
+        groups.setdefault(str(column).split("=", 1)[0], []).append(column)
+    if len(groups) > max_players:
+        return None
+    background = train.sample(min(len(train), max_background), random_state=random_state)
+    values = shapley_values(lambda frame: decision_scores(model, frame), test, background, features=groups,
+                            max_exact=max_players)
+    return mean_absolute_shapley(values)
 
 
 def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: str, positive) -> dict:
@@ -142,6 +167,10 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: s
         figure.savefig(tmp, dpi=120)
     plt.close(figure)
     paths["roc"] = out / "roc.png"
+    if evaluation.shapley is not None:
+        with atomic_path(out / "shapley.csv") as tmp:
+            evaluation.shapley.rename("mean_abs_shapley").to_csv(tmp, index_label="input")
+        paths["shapley"] = out / "shapley.csv"
     best = evaluation.best
     paths["model"] = save_model(out / "model.skops", evaluation.model, evaluation.features, outcome, positive,
                                 evaluation.cutoff,
