@@ -120,3 +120,35 @@ def test_planted_signal_is_learned_and_permuted_labels_are_not(planted_features)
     permuted = [bootstrap_632plus_auc(model, X, rng.permutation(y), n_bootstrap=40, random_state=i).auc
                 for i in range(5)]
     assert np.mean(permuted) <= 0.6
+
+
+@pytest.mark.parametrize("name", ["nb", "lda", "knn"])
+def test_numpy_fast_fits_equal_the_scikit_learn_pipelines(name):
+    """The fast path must give the pipeline's own probabilities, so estimates are unchanged."""
+    from rtresponse.evaluation.fast_fits import fit_predict
+    from rtresponse.models.classifiers import make_classifier
+    from rtresponse.models.grid import _with_imputer
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(50, 5)) * [1, 10, 100, 0.1, 1]
+    X[:, 3] = 0.5  # a constant feature
+    y = (X[:, 0] + rng.normal(0, 1, 50) > 0).astype(int)
+    draws = bootstrap_indices(y, 10, random_state=1)
+    for sample in draws:
+        out = np.setdiff1d(np.arange(50), sample)
+        expected = make_classifier(name).fit(X[sample], y[sample]).predict_proba(X[out])[:, 1]
+        np.testing.assert_allclose(fit_predict(name, X, y, sample, out), expected, atol=1e-8)
+    model = _with_imputer(make_classifier(name))
+    slow = bootstrap_632plus_auc(model, X, y, indices=draws)
+    fast = bootstrap_632plus_auc(model, X, y, indices=draws, fast=name)
+    np.testing.assert_allclose(fast.per_bootstrap, slow.per_bootstrap, atol=1e-10)
+    assert (fast.sensitivity, fast.specificity) == pytest.approx((slow.sensitivity, slow.specificity))
+
+
+def test_fast_path_refuses_missing_values_and_unknown_names():
+    X = np.array([[0.0], [np.nan], [1.0], [2.0], [3.0], [4.0]])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.raises(InputError, match="without missing values"):
+        bootstrap_632plus_auc(LogisticRegression(), X, y, n_bootstrap=3, fast="nb")
+    with pytest.raises(InputError, match="no fast path for classifier 'rf'"):
+        bootstrap_632plus_auc(LogisticRegression(), np.nan_to_num(X), y, n_bootstrap=3, fast="rf")

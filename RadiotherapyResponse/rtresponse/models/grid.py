@@ -97,6 +97,9 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
     for name in classifiers:
         make_classifier(name)  # unknown names fail before any work
+    from ..evaluation.fast_fits import FAST_CLASSIFIERS
+
+    complete = not X.isna().to_numpy().any()  # numpy fast fits need no imputation
     subsets = _undersampled(y, undersample, random_state)
     cells = [(s, c) for s in selectors for c in classifiers]
     rows, per_bootstrap, first_indices = [], {}, None
@@ -112,6 +115,7 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
                 if should_cancel is not None and should_cancel():
                     raise Cancelled("grid evaluation cancelled")
                 model = _with_imputer(make_classifier(classifier_name, random_state))
+                fast = classifier_name if complete and classifier_name in FAST_CLASSIFIERS else None
                 if selection == "inside":
                     from sklearn.pipeline import make_pipeline
                     from sklearn.impute import SimpleImputer
@@ -122,9 +126,10 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
                     chosen, result = top, bootstrap_632plus_auc(model, Xs, ys, indices=draws, n_jobs=n_jobs)
                 elif forward:
                     chosen, result = forward_selection(model, Xs, ys, candidates=top, n_bootstrap=n_bootstrap,
-                                                       random_state=random_state, n_jobs=n_jobs)
+                                                       random_state=random_state, n_jobs=n_jobs, fast=fast)
                 else:
-                    chosen, result = top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs)
+                    chosen, result = top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs,
+                                                                fast=fast)
                 rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
                              "auc632plus": result.auc, "auc_sd": result.auc_sd,
                              "sensitivity": result.sensitivity, "specificity": result.specificity,
