@@ -82,3 +82,21 @@ def test_model_files_refuse_untrusted_types_and_non_models(tmp_path):
         load_model(tmp_path / "junk.skops")
     with pytest.raises(InputError, match=r"\.skops"):
         save_model(tmp_path / "m.pkl", model, ["x"], "response", 1, 0.5)
+
+
+def test_split_protocol_best_row_is_the_saved_model(planted_study):
+    """The reported best row, the saved description and the model must be the same cell."""
+    from rtresponse.cohort import load_manifest
+    from rtresponse.models.evaluate import evaluate
+    from rtresponse.models.tables import read_feature_table
+
+    cohort = load_manifest(planted_study / "manifest.csv", check_files=False)
+    evaluation = evaluate({"features": read_feature_table(planted_study / "features.csv")},
+                          cohort.outcomes()["response"], protocol="split", selectors=("wilcoxon",),
+                          classifiers=("lda", "lr", "nb"), k=3)
+    best_auc = evaluation.results["auc"].max()
+    assert evaluation.best["auc"] == best_auc
+    estimator = evaluation.model.steps[-1][1]
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    expected = {"lda": "LinearDiscriminantAnalysis", "lr": "LogisticRegression", "nb": "GaussianNB"}
+    assert type(final).__name__ == expected[evaluation.best["classifier"]]

@@ -39,7 +39,7 @@ def test_device_resolution(monkeypatch):
 
 
 def test_missing_reports_only_the_requested_groups():
-    installed = {"pandas", "yaml", "tqdm", "sklearn", "scipy", "joblib"}
+    installed = {"pandas", "yaml", "tqdm", "sklearn", "scipy", "joblib", "matplotlib"}
     todo = dependencies.missing(["core", "modelling"], is_installed=installed.__contains__)
     assert [r.pip for r in todo] == ["skops>=0.10"]
     both = dependencies.missing(["radiomics", "modelling"], is_installed=lambda module: False)

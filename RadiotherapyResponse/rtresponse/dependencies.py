@@ -31,6 +31,7 @@ REQUIREMENTS = (
     Requirement("sklearn", "scikit-learn>=1.6", "modelling"),
     Requirement("scipy", "scipy>=1.10", "modelling"),
     Requirement("joblib", "joblib>=1.3", "modelling"),
+    Requirement("matplotlib", "matplotlib>=3.7", "modelling"),  # heat maps and ROC figures
     Requirement("skops", "skops>=0.10", "modelling"),
     Requirement("torch", "torch==2.14.1", "deep", torch=True),
     Requirement("torchvision", "torchvision==0.29.1", "deep", torch=True),

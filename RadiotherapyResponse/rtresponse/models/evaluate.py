@@ -93,16 +93,14 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
                         record.update({f"vs_first_{key}": value for key, value in
                                        compare_on_test(reference, result).items()})
                     rows.append(record)
-                    candidates.append((result.metrics["auc"], name, result))
+                    candidates.append((result.metrics["auc"], name, (record, result)))
                     fpr, tpr, _ = roc_curve_points(result.test_y, result.test_scores)
                     roc[f"{name} {selector}+{classifier}"] = (fpr, tpr)
                     done += 1
                     if progress:
                         progress(done, total)
         results = pd.DataFrame(rows)
-        _, best_set, best_result = max(candidates, key=lambda c: c[0])
-        best = next(r for r in rows if r["feature_set"] == best_set
-                    and r["features"] == ";".join(map(str, best_result.features)))
+        _, best_set, (best, best_result) = max(candidates, key=lambda c: c[0])
         model, features, cutoff = best_result.model, best_result.features, best_result.cutoff
         X = feature_sets[best_set].loc[common]
         shapley = input_importance(model, X.loc[best_result.train_ids, features], X.loc[best_result.test_ids, features])
