@@ -466,8 +466,9 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def featureSetNames(tableNames, withClinical):
         """The feature sets a run evaluates, in order: each table, the clinical factors, then all combined."""
-        names = list(tableNames) + (["clinical"] if withClinical else [])
-        return names + (["+".join(names)] if len(names) > 1 else [])
+        from rtresponse.models.study import feature_set_names
+
+        return feature_set_names(tableNames, withClinical)
 
     @staticmethod
     def _frame(table, name=None):
@@ -475,15 +476,12 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
         import pandas as pd
         from rtresponse import mrml
         from rtresponse.errors import InputError
+        from rtresponse.models.tables import read_csv
 
         if isinstance(table, pd.DataFrame):
             return table, name or "table"
         if isinstance(table, (str, os.PathLike)):
-            try:
-                return pd.read_csv(table), os.fspath(table)
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-                raise InputError(f"cannot read the table ({str(error).splitlines()[0]})",
-                                 path=os.fspath(table)) from None
+            return read_csv(table), os.fspath(table)
         if table is None or not hasattr(table, "IsA") or not table.IsA("vtkMRMLTableNode"):
             raise InputError(f"expected a table node, a DataFrame or a CSV path, got {type(table).__name__}",
                              node=name)
@@ -491,33 +489,16 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
 
     def clinicalFrame(self, clinicalTable):
         """The clinical table as a DataFrame indexed by patient_id (str)."""
-        from rtresponse.errors import InputError
+        from rtresponse.models.study import clinical_frame
 
-        frame, label = self._frame(clinicalTable, "clinical table")
-        if PATIENT_ID in frame.columns:
-            frame = frame.set_index(PATIENT_ID)
-        if frame.index.name != PATIENT_ID:
-            raise InputError("the clinical table needs a patient_id column (one row per patient)", node=label)
-        frame = frame.copy()
-        frame.index = frame.index.astype(str)
-        if frame.index.duplicated().any():
-            raise InputError(f"patient {frame.index[frame.index.duplicated()][0]} has more than one row", node=label)
-        return frame
+        return clinical_frame(*self._frame(clinicalTable, "clinical table"))
 
     def readFeatureTable(self, table, name):
         """A numeric feature table indexed by patient_id, failed rows left out; refuses tables holding outcomes."""
-        from rtresponse.errors import InputError
-        from rtresponse.models.tables import read_feature_table
+        from rtresponse.models.study import feature_table
 
         frame, label = self._frame(table, name)
-        leaks = [str(c) for c in frame.columns if str(c).startswith(OUTCOME_PREFIX)]
-        if leaks:
-            raise InputError(f"feature table '{name}' has outcome column(s) {', '.join(leaks[:3])}: the outcome "
-                             "would be a feature (is it the clinical table?)", node=label)
-        features = read_feature_table(frame, name=label)
-        if features.empty:
-            raise InputError(f"feature table '{name}' has no row whose status is ok", node=label)
-        return features
+        return feature_table(frame, name, label)
 
     def featureSets(self, featureTables, clinicalTable=None, clinicalColumns=()):
         """{set name: numeric DataFrame indexed by patient_id}: each table, the encoded clinical factors, all combined.
@@ -525,46 +506,18 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
         ``clinicalTable`` is a table node, DataFrame (indexed by patient_id or with that column) or CSV path.
         Columns that two sets share are prefixed "<set>:" in the combined set.
         """
-        import pandas as pd
-        from rtresponse.errors import InputError
-        from rtresponse.models.tables import encode_clinical
+        from rtresponse.models.study import feature_sets
 
         sets = {name: self.readFeatureTable(table, name) for name, table in dict(featureTables or {}).items()}
-        clinicalColumns = list(clinicalColumns or [])
-        if clinicalColumns:
-            clinical = self.clinicalFrame(clinicalTable)
-            unknown = [c for c in clinicalColumns if c not in clinical.columns]
-            if unknown:
-                raise InputError(f"no clinical factor(s) {', '.join(unknown)} in the clinical table")
-            if "clinical" in sets:
-                raise InputError("'clinical' names the clinical factors: rename the feature table")
-            sets["clinical"] = encode_clinical(clinical, clinicalColumns)
-        if not sets:
-            raise InputError("choose at least one feature table or clinical factor")
-        if len(sets) > 1:
-            names = [str(c) for frame in sets.values() for c in frame.columns]
-            clashes = {c for c in names if names.count(c) > 1}
-            parts = [frame.rename(columns=lambda c, n=name: f"{n}:{c}" if str(c) in clashes else c)
-                     for name, frame in sets.items()]
-            sets["+".join(sets)] = pd.concat(parts, axis=1, join="inner")
-        return sets
+        clinical = self.clinicalFrame(clinicalTable) if clinicalColumns else None
+        return feature_sets(sets, clinical, clinicalColumns)
 
     @staticmethod
     def parsePositive(text, outcome):
         """The positive outcome value typed as text, converted to the outcome's type ("" or None: the default)."""
-        import pandas as pd
-        from rtresponse.errors import InputError
+        from rtresponse.models.study import parse_positive
 
-        if text is None or str(text).strip() == "":
-            return None
-        text = str(text).strip()
-        if pd.api.types.is_numeric_dtype(outcome) and not pd.api.types.is_bool_dtype(outcome):
-            try:
-                return float(text) if any(ch in text for ch in ".eE") else int(text)
-            except ValueError:
-                raise InputError(f"the positive class '{text}' is not a number, but outcome '{outcome.name}' is "
-                                 "numeric") from None
-        return text
+        return parse_positive(text, outcome)
 
     # --- evaluation
 
@@ -761,50 +714,12 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
         A table without patient_id (a Tumor Features table: one row per segment of the current patient) is used row
         by row, each row labelled by its index; its clinical table must then have one row, used for every row.
         """
-        import numpy as np
-        import pandas as pd
-        from rtresponse.errors import InputError
-        from rtresponse.models.tables import encode_clinical, read_feature_table
+        from rtresponse.models.study import patient_features
 
         frame, label = self._frame(featureTable, "patient features")
-        singlePatient = PATIENT_ID not in frame.columns and frame.index.name != PATIENT_ID
-        if singlePatient:
-            frame = frame.copy()
-            frame.index = pd.Index(frame.index.astype(str), name=PATIENT_ID)
-        features = read_feature_table(frame, name=label)
-        if features.empty:
-            raise InputError("no row whose status is ok", node=label)
-        needed = [f for f in modelFeatures if f not in features.columns]
-        if needed and clinicalTable is not None:
-            clinical = self.clinicalFrame(clinicalTable)
-            clinicalLabel = clinicalTable.GetName() if hasattr(clinicalTable, "GetName") else "clinical table"
-            columns = [c for c in clinical.columns if any(f == c or f.startswith(f"{c}=") for f in needed)]
-            encoded = encode_clinical(clinical, columns)
-            for f in needed:  # one-hot columns of categories this patient does not have
-                if f not in encoded.columns and "=" in f and f.split("=", 1)[0] in columns:
-                    encoded[f] = 0.0
-            if singlePatient or not set(features.index) & set(encoded.index):
-                if len(encoded) != 1:
-                    raise InputError(f"the features are not those of the table's patients and the clinical table has "
-                                     f"{len(encoded)} rows: choose the current patient's clinical table (one row)",
-                                     node=clinicalLabel)
-                encoded = pd.DataFrame(np.repeat(encoded.to_numpy(), len(features), axis=0), index=features.index,
-                                       columns=encoded.columns)
-            else:
-                missing = [pid for pid in features.index if pid not in encoded.index]
-                if missing:
-                    raise InputError(f"no clinical row for patient(s) {', '.join(missing[:5])}", node=clinicalLabel)
-                encoded = encoded.loc[features.index]
-            features = features.join(encoded[[c for c in encoded.columns if c not in features.columns]])
-        missing = [f for f in modelFeatures if f not in features.columns]
-        clinicalMissing = [f for f in missing if str(f).startswith(CLINICAL_PREFIX)]
-        if clinicalMissing and clinicalTable is None:
-            raise InputError(f"the model uses clinical factors ({', '.join(clinicalMissing[:5])}): choose the "
-                             "patient's clinical table")
-        if missing:
-            raise InputError(f"the features lack {len(missing)} column(s) the model needs, e.g. "
-                             f"{', '.join(map(str, missing[:5]))}", node=label)
-        return features
+        clinical, clinicalLabel = (None, "clinical table") if clinicalTable is None else self._frame(
+            clinicalTable, "clinical table")
+        return patient_features(modelFeatures, frame, clinical, label=label, clinical_label=clinicalLabel)
 
     def predict(self, modelPath, featureTableNode, clinicalTable=None, tableName=None):
         """Probabilities of a saved model for the rows of a feature table; also added to the scene as a table.

@@ -113,43 +113,38 @@ def _features(args) -> int:
     return 0
 
 
+def _named_tables(paths) -> dict:
+    """{feature set name: path} of --features files: the file's stem, or its path where two stems are the same."""
+    named = {}
+    for path in paths or []:
+        name = Path(path).stem
+        named[name if name not in named else str(path)] = path
+    return named
+
+
 def _feature_sets(args, cohort):
     """{name: numeric DataFrame} from --features files, --clinical factors and --combine."""
-    import pandas as pd
+    from .models.study import feature_sets
 
-    from .models.tables import encode_clinical, read_feature_table
-
-    sets = {}
-    for path in args.features or []:
-        name = Path(path).stem
-        sets[name if name not in sets else str(path)] = read_feature_table(path)
-    if args.clinical:
-        clinical = cohort.clinical()
-        columns = clinical.columns if args.clinical == "all" else [c.strip() for c in args.clinical.split(",")]
-        unknown = [c for c in columns if c not in clinical.columns]
-        if unknown:
-            raise RTResponseError(f"unknown clinical factor(s) {', '.join(unknown)} "
-                                  f"(manifest has {', '.join(clinical.columns)})")
-        sets["clinical"] = encode_clinical(clinical, columns)
-    if not sets:
+    if not args.features and not args.clinical:
         raise RTResponseError("give at least one --features file or --clinical")
-    if args.combine and len(sets) > 1:
-        sets["+".join(sets)] = pd.concat(list(sets.values()), axis=1, join="inner")
-    return sets
+    clinical = cohort.clinical()
+    columns = ([] if not args.clinical else list(clinical.columns) if args.clinical == "all"
+               else [c.strip() for c in args.clinical.split(",")])
+    return feature_sets(_named_tables(args.features), clinical, columns, combine=args.combine)
 
 
 def _evaluate(args) -> int:
     from .cohort import load_manifest
     from .models.evaluate import evaluate, write_outputs
+    from .models.study import parse_positive
 
     cohort = load_manifest(args.manifest, check_files=False)
     if args.outcome not in cohort.outcome_names:
         raise RTResponseError(f"no column outcome_{args.outcome} in the manifest "
                               f"(outcomes: {', '.join(cohort.outcome_names) or 'none'})")
-    positive = args.positive
     outcome = cohort.outcomes()[args.outcome]
-    if positive is not None and outcome.dtype.kind in "if":
-        positive = float(positive) if "." in positive else int(positive)
+    positive = parse_positive(args.positive, outcome)
     progress = _Progress("evaluating models")
     try:
         evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
@@ -173,19 +168,19 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .atomic import atomic_path
     from .models.persistence import load_model, predict
-    from .models.tables import read_feature_table
+    from .models.study import feature_table, patient_features
+    from .models.tables import join_sets
 
     bundle = load_model(args.model)
-    tables = [read_feature_table(path) for path in args.features]
-    import pandas as pd
-
-    features = pd.concat(tables, axis=1, join="inner")
+    # the files are joined as `evaluate` combines them (shared column names prefixed "<file stem>:")
+    features = join_sets({name: feature_table(path, name) for name, path in _named_tables(args.features).items()})
+    clinical = None
     if args.manifest:
         from .cohort import load_manifest
-        from .models.tables import encode_clinical
 
-        clinical = encode_clinical(load_manifest(args.manifest, check_files=False).clinical())
-        features = features.join(clinical, how="inner")
+        clinical = load_manifest(args.manifest, check_files=False).clinical()
+    features = patient_features(bundle["features"], features, clinical,
+                                label=", ".join(map(str, args.features)), clinical_label=str(args.manifest))
     table = predict(bundle, features)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)

@@ -22,18 +22,22 @@ Table = Union[str, os.PathLike, "pd.DataFrame"]
 STATUS = "status"
 
 
+def read_csv(path: str | os.PathLike, what: str = "the table") -> "pd.DataFrame":
+    """A CSV file as a DataFrame; an unreadable file is an InputError naming it ("cannot read <what> (...)")."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise InputError(f"cannot read {what} ({str(error).splitlines()[0]})", path=os.fspath(path)) from None
+
+
 def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
     """A numeric DataFrame indexed by ``patient_id``; failed rows (``status`` != ok) dropped."""
     import pandas as pd
 
     label = name or (str(table) if not isinstance(table, pd.DataFrame) else "feature table")
-    if isinstance(table, pd.DataFrame):
-        frame = table.copy()
-    else:
-        try:
-            frame = pd.read_csv(table)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            raise InputError(f"cannot read feature table ({str(error).splitlines()[0]})", path=str(table)) from None
+    frame = table.copy() if isinstance(table, pd.DataFrame) else read_csv(table, "feature table")
     if "patient_id" in frame.columns:
         frame = frame.set_index("patient_id")
     if frame.index.name != "patient_id":
@@ -68,6 +72,20 @@ def encode_clinical(clinical: "pd.DataFrame", columns=None) -> "pd.DataFrame":
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
 
 
+def join_sets(tables: Mapping[str, "pd.DataFrame"]) -> "pd.DataFrame":
+    """Feature sets side by side on the patients they all have (inner join on patient_id).
+
+    Columns keep their names, prefixed ``<set>:`` only where two sets share a name.
+    """
+    import pandas as pd
+
+    names = [str(c) for frame in tables.values() for c in frame.columns]
+    clashes = {c for c in names if names.count(c) > 1}
+    parts = [frame.rename(columns=lambda c, n=name: f"{n}:{c}" if str(c) in clashes else c)
+             for name, frame in tables.items()]
+    return pd.concat(parts, axis=1, join="inner")
+
+
 @dataclass
 class ModellingData:
     X: "pd.DataFrame"
@@ -79,19 +97,12 @@ class ModellingData:
 def assemble(tables: Mapping[str, "pd.DataFrame"], outcome: "pd.Series", positive=None) -> ModellingData:
     """Join feature tables on patient_id (inner join) and align a binary outcome.
 
-    Columns keep their names, prefixed ``<set>:`` only where two sets share a name. ``positive``
+    Columns are named as by ``join_sets``. ``positive``
     names the positive outcome label (default: 1, or the larger of two numeric labels).
     """
-    import numpy as np
-    import pandas as pd
-
     if not tables:
         raise InputError("no feature tables given")
-    names = [str(c) for frame in tables.values() for c in frame.columns]
-    clashes = {c for c in names if names.count(c) > 1}
-    parts = [frame.rename(columns=lambda c, n=name: f"{n}:{c}" if str(c) in clashes else c)
-             for name, frame in tables.items()]
-    X = pd.concat(parts, axis=1, join="inner")
+    X = join_sets(tables)
     dropped: dict[str, str] = {}
     everyone = set().union(*(set(frame.index) for frame in tables.values())) | set(outcome.index.astype(str))
     for pid in sorted(everyone - set(X.index)):
