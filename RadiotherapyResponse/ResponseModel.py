@@ -94,8 +94,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._observedClinicalTable = None
-        self._running = False
-        self._cancelRequested = False
+        self._run = None  # RadiotherapyResponse.CancellableRun, made in setup()
         self._methodNames = ([], [])
 
     def setup(self):
@@ -123,7 +122,16 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.outputFolderPathLineEdit.connect("currentPathChanged(QString)", self.onOutputFolderChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        import RadiotherapyResponse
+
+        self._run = RadiotherapyResponse.CancellableRun(
+            self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
+            [self.ui.inputsCollapsibleButton,
+             self.ui.settingsCollapsibleButton,
+             self.ui.outputsCollapsibleButton,
+             self.ui.predictCollapsibleButton],
+            progressText="Evaluated {done} of {total} model(s)...",
+            cancelText="Cancelling after the model being evaluated...", onChange=self.updateGUI)
         self.ui.predictButton.connect("clicked(bool)", self.onPredictButton)
         self.initializeParameterNode()
 
@@ -340,31 +348,9 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- running
 
-    def onCancelButton(self):
-        self._cancelRequested = True
-        self.ui.cancelButton.enabled = False
-        self.ui.statusLabel.text = "Cancelling after the model being evaluated..."
-
-    def _shouldCancel(self):
-        slicer.app.processEvents()  # let the Cancel button be clicked
-        return self._cancelRequested
-
-    def _onProgress(self, done, total):
-        self.ui.progressBar.maximum = total
-        self.ui.progressBar.value = done
-        self.ui.statusLabel.text = f"Evaluated {done} of {total} model(s)..."
-        slicer.app.processEvents()
-
-    def _setRunning(self, running):
-        self._running = running
-        self._cancelRequested = False
-        for widget in (self.ui.inputsCollapsibleButton, self.ui.settingsCollapsibleButton,
-                       self.ui.outputsCollapsibleButton, self.ui.predictCollapsibleButton):
-            widget.enabled = not running
-        self.ui.cancelButton.enabled = running
-        self.ui.progressBar.visible = running
-        self.ui.progressBar.value = 0
-        self.updateGUI()
+    @property
+    def _running(self):
+        return self._run is not None and self._run.running
 
     def onRunButton(self):
         import RadiotherapyResponse
@@ -378,7 +364,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         p = self._parameterNode
         selectorNames, classifierNames = self._methodNames
-        self._setRunning(True)
+        self._run.setRunning(True)
         self.ui.statusLabel.text = "Evaluating models..."
         try:
             with slicer.util.tryWithErrorDisplay("Model evaluation failed."):
@@ -388,7 +374,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         [s for s in selectorNames if s in p.selectors],
                         [c for c in classifierNames if c in p.classifiers],
                         p.k, p.nBootstrap, p.forward, p.positive, p.outputFolder or None,
-                        progress=self._onProgress, shouldCancel=self._shouldCancel)
+                        progress=self._run.progress, shouldCancel=self._run.shouldCancel)
                 except Cancelled:
                     self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
                     return
@@ -401,7 +387,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.showResults(result)
                 self.ui.statusLabel.text = self.logic.summary(result)
         finally:
-            self._setRunning(False)
+            self._run.setRunning(False)
 
     def onPredictButton(self):
         import RadiotherapyResponse

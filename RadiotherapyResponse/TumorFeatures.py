@@ -70,8 +70,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._observedSegmentation = None
-        self._running = False
-        self._cancelRequested = False
+        self._run = None  # RadiotherapyResponse.CancellableRun, made in setup()
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -102,7 +101,16 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.parameterFilePathLineEdit.connect("currentPathChanged(QString)", self.onParameterFileChanged)
         self.ui.segmentsTableView.connect("selectionChanged(QItemSelection,QItemSelection)", self.updateGUI)
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        import RadiotherapyResponse
+
+        self._run = RadiotherapyResponse.CancellableRun(
+            self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
+            [self.ui.inputsCollapsibleButton,
+             self.ui.segmentEditorCollapsibleButton,
+             self.ui.settingsCollapsibleButton,
+             self.ui.outputsCollapsibleButton],
+            progressText="Measured {done} of {total} segment(s)...",
+            cancelText="Cancelling after the segment being measured...", onChange=self.updateGUI)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -231,31 +239,9 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.parameterFile = path
 
-    def onCancelButton(self):
-        self._cancelRequested = True
-        self.ui.cancelButton.enabled = False
-        self.ui.statusLabel.text = "Cancelling after the segment being measured..."
-
-    def _shouldCancel(self):
-        slicer.app.processEvents()  # let the Cancel button be clicked
-        return self._cancelRequested
-
-    def _onProgress(self, done, total):
-        self.ui.progressBar.maximum = total
-        self.ui.progressBar.value = done
-        self.ui.statusLabel.text = f"Measured {done} of {total} segment(s)..."
-        slicer.app.processEvents()
-
-    def _setRunning(self, running):
-        self._running = running
-        self._cancelRequested = False
-        for widget in (self.ui.inputsCollapsibleButton, self.ui.segmentEditorCollapsibleButton,
-                       self.ui.settingsCollapsibleButton, self.ui.outputsCollapsibleButton):
-            widget.enabled = not running
-        self.ui.cancelButton.enabled = running
-        self.ui.progressBar.visible = running
-        self.ui.progressBar.value = 0
-        self.updateGUI()
+    @property
+    def _running(self):
+        return self._run is not None and self._run.running
 
     def onRunButton(self):
         import RadiotherapyResponse
@@ -268,14 +254,14 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         segmentIds = self.segmentIdsToMeasure()
         self.ui.segmentEditorWidget.setActiveEffect(None)  # no editing while the segments are measured
-        self._setRunning(True)
+        self._run.setRunning(True)
         self.ui.progressBar.maximum = len(segmentIds)
         self.ui.statusLabel.text = f"Measuring {len(segmentIds)} segment(s)..."
         try:
             with slicer.util.tryWithErrorDisplay("Feature extraction failed."):
                 try:
                     table = self.logic.run(p.inputVolume, p.inputSegmentation, segmentIds, p.parameterFile or p.preset,
-                                           progress=self._onProgress, shouldCancel=self._shouldCancel)
+                                           progress=self._run.progress, shouldCancel=self._run.shouldCancel)
                 except handcrafted.Cancelled:
                     self.ui.statusLabel.text = "Cancelled: no table was made."
                     return
@@ -286,7 +272,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.showTable(table)
                 self.ui.statusLabel.text = self.summary(table)
         finally:
-            self._setRunning(False)
+            self._run.setRunning(False)
 
     def summary(self, table):
         failed = self.logic.failedSegments(table)
