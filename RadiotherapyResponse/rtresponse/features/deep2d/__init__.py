@@ -1,0 +1,13 @@
+"""Deep features from frozen ImageNet 2D CNNs on the max-area GTV slice (Tanaka et al.)."""
+
+from .catalogue import MODELS, PAPER_DEFAULT, ModelSpec, model_spec
+from .networks import build, load_network, to_input
+from .weights import WeightsNotFound, download_weights, find_weights, require_weights
+
+__all__ = ["MODELS", "PAPER_DEFAULT", "ModelSpec", "WeightsNotFound", "build", "download_weights", "find_weights",
+           "load_network", "model_spec", "require_weights", "to_input"]
+from .extraction import STATUS, Cancelled, extract, extract_cohort, feature_names, network_outputs, zscore  # noqa: E402
+from .gradcam import crop_map_to_image, gradcam, gradcam_crop, target_weights  # noqa: E402
+
+__all__ += ["STATUS", "Cancelled", "crop_map_to_image", "extract", "extract_cohort", "feature_names", "gradcam",
+            "gradcam_crop", "network_outputs", "target_weights", "zscore"]

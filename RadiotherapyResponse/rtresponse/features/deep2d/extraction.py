@@ -1,0 +1,163 @@
+"""1000 deep features per patient: the max-area GTV slice through a frozen network, batched over a cohort."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ...errors import InputError, RTResponseError
+from ...imaging import tumour_slices
+from ...settings import resolve_device
+from .catalogue import PAPER_DEFAULT, model_spec
+from .networks import load_network, to_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ...cohort import Cohort
+
+STATUS = "status"
+N_FEATURES = 1000
+
+
+class Cancelled(RTResponseError):
+    """The user cancelled a cohort extraction."""
+
+
+def feature_names(model: str) -> list[str]:
+    return [f"{model_spec(model).name}_{i:04d}" for i in range(N_FEATURES)]
+
+
+def _autocast(device: str, amp: bool):
+    import torch
+
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=torch.float16 if device == "cuda" else torch.bfloat16)
+
+
+def network_outputs(crops: list[np.ndarray], model: str, weights="imagenet", device: str = "cpu",
+                    amp: bool = False, seed: int = 0, weights_folder=None) -> np.ndarray:
+    """(len(crops), 1000) float32 outputs of the frozen network for preprocessed crops."""
+    import torch
+
+    spec = model_spec(model)
+    network = load_network(spec, weights, seed, weights_folder, device)
+    with torch.inference_mode(), _autocast(device, amp):
+        outputs = network(to_input(crops, spec, device))
+    outputs = outputs.float().cpu().numpy()
+    if outputs.shape[1] != N_FEATURES:
+        raise RTResponseError(f"{spec.name} gave {outputs.shape[1]} outputs, expected {N_FEATURES}")
+    return outputs
+
+
+def extract(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
+            device: str = "auto", size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
+            context: str = "mask", top_k: int = 1, amp: bool = False, seed: int = 0,
+            weights_folder=None) -> np.ndarray:
+    """(1000,) deep features of one tumour: the last fully connected layer's outputs.
+
+    ``image``/``mask``: SimpleITK images on one grid (see :func:`rtresponse.imaging.tumour_slices`
+    for the preprocessing and the options beyond the paper; ``top_k > 1`` averages the
+    features of the k largest slices). ``weights``: ``"imagenet"``, a file, or None (random, ``seed``).
+    """
+    crops = [crop.pixels for crop in tumour_slices(image, mask, size_mm, level, width, context, top_k)]
+    outputs = network_outputs(crops, model, weights, resolve_device(device), amp, seed, weights_folder)
+    return outputs.mean(axis=0)
+
+
+def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """Z-scored feature columns and the statistics used (rows ``mean`` and ``std``, ddof 1 as MATLAB's zscore).
+
+    Pass the statistics saved with a training cohort to score new patients the same way.
+    A feature constant over the cohort gets std 1 (its z-score is then 0, not NaN).
+    """
+    import pandas as pd
+
+    columns = [c for c in features.columns if c != STATUS]
+    values = features[columns].astype(float)
+    if statistics is None:
+        std = values.std(ddof=1).fillna(0.0)
+        statistics = pd.DataFrame([values.mean(), std.where(std > 0, 1.0)], index=["mean", "std"])
+    missing = [c for c in columns if c not in statistics.columns]
+    if missing:
+        raise InputError(f"z-score statistics lack {len(missing)} feature(s), e.g. {missing[0]}")
+    scored = (values - statistics.loc["mean", columns]) / statistics.loc["std", columns]
+    out = features.copy()
+    out[columns] = scored
+    return out, statistics[columns]
+
+
+def _patient_crops(cohort: "Cohort", pid: str, image: str, mask: str, options: dict) -> list[np.ndarray]:
+    ct = cohort.read_image(pid, image)
+    gtv = cohort.read_mask(pid, mask, image=image)
+    try:
+        return [crop.pixels for crop in tumour_slices(ct, gtv, **options)]
+    except InputError as error:
+        raise InputError(error.problem, patient=pid, column=f"mask_{mask}") from None
+
+
+def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", model: str = PAPER_DEFAULT,
+                   weights: str | os.PathLike | None = "imagenet", device: str = "auto", batch_size: int = 16,
+                   amp: bool = False, size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
+                   context: str = "mask", top_k: int = 1, seed: int = 0, weights_folder=None,
+                   standardize: bool = True, statistics: "pd.DataFrame | None" = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None) -> "pd.DataFrame":
+    """Deep features of every patient: one row per patient (index ``patient_id``) and a ``status`` column.
+
+    Patients are preprocessed one by one and sent to the network in batches of ``batch_size``
+    slices (on the GPU with ``device="auto"`` when there is one). A patient whose images fail
+    keeps its row with the reason in ``status``. With ``standardize`` the features are z-scored
+    over the cohort's successful patients (or with ``statistics`` from an earlier cohort); the
+    statistics used are in ``result.attrs["zscore"]``.
+    """
+    import pandas as pd
+
+    spec = model_spec(model)
+    for kind, name, names in (("image", image, cohort.image_names), ("mask", mask, cohort.mask_names)):
+        if name not in names:
+            raise InputError(f"no column {kind}_{name} ({kind}s: {', '.join(names)})", path=str(cohort.path))
+    device = resolve_device(device)
+    load_network(spec, weights, seed, weights_folder, device)  # fail fast (missing weights) before any patient
+    options = dict(size_mm=size_mm, level=level, width=width, context=context, top_k=top_k)
+    ids = cohort.patient_ids
+    rows: dict[str, np.ndarray] = {}
+    status: dict[str, str] = {}
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush():
+        outputs = network_outputs([crop for _, crop in pending], spec, weights, device, amp, seed, weights_folder)
+        for pid in dict.fromkeys(pid for pid, _ in pending):
+            rows[pid] = outputs[[i for i, (p, _) in enumerate(pending) if p == pid]].mean(axis=0)
+        pending.clear()
+
+    for done, pid in enumerate(ids, start=1):
+        try:
+            pending.extend((pid, crop) for crop in _patient_crops(cohort, pid, image, mask, options))
+            status[pid] = "ok"
+        except InputError as error:
+            status[pid] = str(error)
+        if len(pending) >= batch_size:
+            flush()
+        if progress:
+            progress(done, len(ids))
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("deep feature extraction cancelled")
+    if pending:
+        flush()
+    names = feature_names(spec.name)
+    table = pd.DataFrame([rows.get(pid, np.full(N_FEATURES, np.nan)) for pid in ids], columns=names,
+                         index=pd.Index(ids, name="patient_id"))
+    table[STATUS] = [status[pid] for pid in ids]
+    if standardize:
+        ok = table[STATUS] == "ok"
+        if statistics is None and ok.sum() < 2:
+            raise InputError(f"z-scoring needs at least 2 patients with features, got {int(ok.sum())}")
+        _, statistics = zscore(table[ok], statistics)
+        table, _ = zscore(table, statistics)
+        table.attrs["zscore"] = statistics
+    return table

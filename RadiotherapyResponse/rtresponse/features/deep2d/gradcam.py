@@ -1,0 +1,129 @@
+"""Grad-CAM on the max-area slice (MONAI's GradCAM), mapped back onto the CT's grid.
+
+The target is one output unit of the network, or a linear combination of its outputs — the
+score a downstream model computes from selected deep features — so the map shows where the
+network looks for *that* prediction. Beyond MATLAB's Grad-CAM (used in the paper), which
+explains one class.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from ...errors import InputError
+from ...imaging import SliceCrop, tumour_slices
+from ...settings import resolve_device
+from .catalogue import PAPER_DEFAULT, model_spec
+from .extraction import N_FEATURES, feature_names
+from .networks import build, to_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import SimpleITK as sitk
+
+Target = int | Sequence[float] | Mapping[str, float] | None
+
+
+def target_weights(model: str, target: Target, statistics: "pd.DataFrame | None" = None) -> np.ndarray | None:
+    """(1000,) weights of the score to explain, or None for the strongest output unit.
+
+    ``target``: a unit index; 1000 weights; or {feature name: coefficient} of a downstream
+    model. With the z-score ``statistics`` of the features, coefficients of z-scored features
+    are turned into coefficients of the raw outputs (divided by the feature's std; the means
+    only shift the score, which Grad-CAM's gradients ignore).
+    """
+    if target is None:
+        return None
+    if isinstance(target, (int, np.integer)):
+        if not 0 <= int(target) < N_FEATURES:
+            raise InputError(f"output unit must be in 0..{N_FEATURES - 1}, got {target}")
+        weights = np.zeros(N_FEATURES)
+        weights[int(target)] = 1.0
+        return weights
+    names = feature_names(model)
+    if isinstance(target, Mapping):
+        unknown = [name for name in target if name not in names]
+        if unknown:
+            raise InputError(f"'{unknown[0]}' is not a feature of {model} (expected names like {names[0]})")
+        weights = np.array([float(target.get(name, 0.0)) for name in names])
+    else:
+        weights = np.asarray(target, dtype=float).ravel()
+        if weights.size != N_FEATURES:
+            raise InputError(f"target weights must have {N_FEATURES} values, got {weights.size}")
+    if statistics is not None:
+        weights = weights / statistics.loc["std", names].to_numpy(dtype=float)
+    if not np.any(weights):
+        raise InputError("target weights are all zero")
+    return weights
+
+
+def _score_network(network, weights: np.ndarray | None):
+    import torch
+
+    class Score(torch.nn.Module):
+        """The network's outputs, or their weighted sum as a single output."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = network
+            self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+
+        def forward(self, x):
+            out = self.net(x)
+            return out if self.weights is None else out @ self.weights.to(out.device)[:, None]
+
+    return Score()
+
+
+def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
+                 target: Target = None, statistics=None, device: str = "auto", size_mm: float = 100.0,
+                 level: float = 50.0, width: float = 350.0, context: str = "mask", seed: int = 0,
+                 weights_folder=None) -> tuple[np.ndarray, SliceCrop]:
+    """Grad-CAM (size, size) in [0, 1] on the preprocessed max-area slice, and that slice."""
+    import torch
+    import torch.nn.functional as F
+    from monai.visualize import GradCAM
+
+    spec = model_spec(model)
+    device = resolve_device(device)
+    crop = tumour_slices(image, mask, size_mm, level, width, context)[0]
+    combination = target_weights(spec.name, target, statistics)
+    network = build(spec, weights, seed, weights_folder).to(device)  # fresh: MONAI leaves hooks on it
+    cam = GradCAM(nn_module=_score_network(network, combination), target_layers=f"net.{spec.cam_layer}")
+    x = to_input([crop.pixels], spec, device).requires_grad_(True)
+    heat = cam(x, class_idx=None if combination is None else 0)  # (1, 1, S, S), normalised to [0, 1] by MONAI
+    heat = F.interpolate(heat.detach().float(), size=crop.pixels.shape, mode="bilinear", align_corners=False)
+    return np.clip(heat[0, 0].cpu().numpy(), 0.0, 1.0).astype(np.float32), crop
+
+
+def crop_map_to_image(values: np.ndarray, crop: SliceCrop, reference: "sitk.Image") -> "sitk.Image":
+    """A (size, size) map of ``crop`` as a float32 image on ``reference``'s grid (0 elsewhere).
+
+    The map fills the reference slice that holds the crop's plane: it is given the reference's
+    slice thickness so the slice nearest the crop, and only it, samples it.
+    """
+    import SimpleITK as sitk
+
+    plane = sitk.GetImageFromArray(np.asarray(values, dtype=np.float32)[None])
+    plane.SetOrigin(crop.corner_point())
+    plane.SetSpacing((crop.grid_spacing_mm, crop.grid_spacing_mm, reference.GetSpacing()[2]))
+    plane.SetDirection(crop.grid_direction)
+    return sitk.Resample(plane, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def gradcam(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
+            target: Target = None, statistics=None, device: str = "auto", **options) -> "sitk.Image":
+    """Grad-CAM of the max-area slice as a float32 volume with ``image``'s geometry (0 off that slice).
+
+    ``target``: None (the strongest output unit), a unit index, 1000 weights, or
+    {feature name: coefficient} of a downstream model (with the z-score ``statistics`` when
+    its features were z-scored). ``options`` are those of :func:`gradcam_crop`.
+    """
+    import SimpleITK as sitk
+
+    values, crop = gradcam_crop(image, mask, model, weights, target, statistics, device, **options)
+    reference = sitk.GetImageFromArray(np.asarray(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
+    return crop_map_to_image(values, crop, reference)

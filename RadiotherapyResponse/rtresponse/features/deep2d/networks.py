@@ -1,0 +1,109 @@
+"""Building a zoo network (timm or torchvision) frozen, with ImageNet, file or seeded random weights."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import InputError
+from .catalogue import ModelSpec, model_spec
+from .weights import read_state_dict, require_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+# torchvision builds GoogLeNet / Inception-v3 with auxiliary heads only for training; their
+# ImageNet files carry them, and expect the input re-normalisation they were trained with.
+_TORCHVISION_OPTIONS = {
+    "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "transform_input": True, "init_weights": True},
+}
+_AUXILIARY = ("aux1.", "aux2.", "AuxLogits.")
+# torchvision's DenseNet files predate a module rename ("norm.1" -> "norm1"); the same regex torchvision uses.
+_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _torchvision_state(spec: ModelSpec, state: dict) -> dict:
+    state = {k: v for k, v in state.items() if not k.startswith(_AUXILIARY)}
+    if spec.id.startswith("densenet"):
+        state = {(_DENSENET_KEY.sub(r"\1\2", k)): v for k, v in state.items()}
+    return state
+
+
+def _build_torchvision(spec: ModelSpec, path: Path | None):
+    import torchvision
+
+    model = torchvision.models.get_model(spec.id, weights=None, num_classes=1000,
+                                         **_TORCHVISION_OPTIONS.get(spec.id, {}))
+    if path is not None:
+        try:
+            model.load_state_dict(_torchvision_state(spec, read_state_dict(path)))
+        except RuntimeError as error:
+            raise InputError(f"weights do not fit {spec.name} ({str(error).splitlines()[0]})", path=str(path)) from None
+    return model
+
+
+def _build_timm(spec: ModelSpec, path: Path | None, imagenet: bool):
+    import timm
+
+    if path is None:
+        return timm.create_model(spec.id, pretrained=False, num_classes=1000)
+    tag = (spec.weights or {}).get("tag") if imagenet else None
+    name = f"{spec.id}.{tag}" if tag else spec.id
+    try:  # timm's own loader: applies the model's key remapping, safetensors or weights_only torch.load
+        return timm.create_model(name, pretrained=True, num_classes=1000, pretrained_cfg_overlay={"file": str(path)})
+    except RuntimeError as error:
+        raise InputError(f"weights do not fit {spec.name} ({str(error).splitlines()[0]})", path=str(path)) from None
+
+
+def build(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet", seed: int = 0,
+          weights_folder: str | os.PathLike | None = None) -> "torch.nn.Module":
+    """The network in eval mode with every parameter frozen.
+
+    ``weights``: ``"imagenet"`` (a local file, see :func:`~.weights.find_weights`; never a
+    silent fallback), a path to a weights file, or ``None`` for random weights seeded by ``seed``.
+    """
+    import torch
+
+    spec = model_spec(model)
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    path = require_weights(spec, weights_folder) if imagenet else None if weights is None else Path(weights)
+    if path is not None and not path.is_file():
+        raise InputError("weights file not found", path=str(path))
+    torch.manual_seed(seed)
+    network = _build_timm(spec, path, imagenet) if spec.library == "timm" else _build_torchvision(spec, path)
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
+@lru_cache(maxsize=2)
+def _cached(name: str, weights: str | None, seed: int, weights_folder: str | None, device: str):
+    return build(name, weights, seed, weights_folder).to(device)
+
+
+def load_network(model: str | ModelSpec, weights=None, seed: int = 0, weights_folder=None, device: str = "cpu"):
+    """:func:`build`, moved to ``device`` and kept for the next call with the same arguments."""
+    spec = model_spec(model)
+    key = None if weights is None else str(weights)
+    return _cached(spec.name, key, int(seed), None if weights_folder is None else str(weights_folder), device)
+
+
+def to_input(crops: list[np.ndarray], spec: ModelSpec, device: str = "cpu") -> "torch.Tensor":
+    """(N, 3, S, S) network input: grey crops in [0, 1], bilinear to the network's size, 3 channels, normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    batch = torch.from_numpy(np.stack([np.asarray(c, dtype=np.float32) for c in crops]))[:, None].to(device)
+    size = (spec.input_size, spec.input_size)
+    batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+    batch = batch.expand(-1, 3, -1, -1)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+    return ((batch - mean) / std).contiguous()

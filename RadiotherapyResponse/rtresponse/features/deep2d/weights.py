@@ -1,0 +1,135 @@
+"""Finding, loading and (only when asked) downloading a network's ImageNet weights.
+
+Weights are never fetched behind the user's back and never replaced by random ones: a
+missing file is a :class:`WeightsNotFound` error that says where to put it. Files are read
+as safetensors or with ``torch.load(weights_only=True)``, so loading runs no pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import InputError
+from ...settings import default_weights_folder
+from .catalogue import ModelSpec, model_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class WeightsNotFound(InputError):
+    """ImageNet weights were asked for and are not on this computer."""
+
+
+def _folder(weights_folder) -> Path:
+    return Path(weights_folder).expanduser() if weights_folder else default_weights_folder()
+
+
+def candidate_paths(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None) -> list[Path]:
+    """Where ImageNet weights of ``spec`` are looked for, in order.
+
+    ``<folder>/<name>.safetensors|.pth|.pt|.bin``, ``<folder>/<name>/<published file name>``,
+    ``<folder>/<published file name>``, then torch hub's checkpoint cache (where torchvision
+    and timm put what they download) and the Hugging Face cache.
+    """
+    spec = model_spec(spec)
+    folder = _folder(weights_folder)
+    paths = [folder / f"{spec.name}{suffix}" for suffix in WEIGHT_SUFFIXES]
+    published = (spec.weights or {}).get("file")
+    if published:
+        paths += [folder / spec.name / published]
+        if published != "model.safetensors":  # the Hugging Face name says nothing about the network
+            paths.append(folder / published)
+            try:
+                import torch
+
+                paths.append(Path(torch.hub.get_dir()) / "checkpoints" / published)
+            except ImportError:  # pragma: no cover - torch is a requirement of this module
+                pass
+    return paths
+
+
+def _hugging_face_cached(spec: ModelSpec) -> Path | None:
+    repo = (spec.weights or {}).get("hf_hub_id")
+    if not repo:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo, spec.weights.get("file", "model.safetensors"))
+    return Path(found) if isinstance(found, str) else None
+
+
+def find_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None) -> Path | None:
+    """The first existing ImageNet weights file of ``spec``, or None."""
+    spec = model_spec(spec)
+    for path in candidate_paths(spec, weights_folder):
+        if path.is_file():
+            return path
+    return _hugging_face_cached(spec)
+
+
+def require_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None) -> Path:
+    """:func:`find_weights`, or a :class:`WeightsNotFound` that says what to put where."""
+    spec = model_spec(spec)
+    found = find_weights(spec, weights_folder)
+    if found is not None:
+        return found
+    folder = _folder(weights_folder)
+    if not spec.weights:
+        raise WeightsNotFound(
+            f"no ImageNet weights are published for '{spec.name}' ({spec.substitute_note or spec.paper_name}); "
+            f"put your own weights file at {folder / (spec.name + '.pth')} or pass its path as weights")
+    source = spec.weights.get("url") or f"https://huggingface.co/{spec.weights['hf_hub_id']}"
+    raise WeightsNotFound(
+        f"ImageNet weights for '{spec.name}' are not on this computer: put the file {spec.weights['file']} "
+        f"(from {source}) at {folder / spec.name / spec.weights['file']}, or download it with "
+        f"`rtresponse weights download {spec.name}` (needs internet access)")
+
+
+def download_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None,
+                     progress: bool = True) -> Path:
+    """Download ``spec``'s published ImageNet weights into ``<folder>/<name>/`` (explicit user action only)."""
+    spec = model_spec(spec)
+    if not spec.weights:
+        raise WeightsNotFound(f"no ImageNet weights are published for '{spec.name}'")
+    target_folder = _folder(weights_folder) / spec.name
+    target_folder.mkdir(parents=True, exist_ok=True)
+    target = target_folder / spec.weights["file"]
+    if spec.weights.get("url"):
+        import torch
+
+        torch.hub.download_url_to_file(spec.weights["url"], str(target), progress=progress)  # temp file + rename
+        return target
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(spec.weights["hf_hub_id"], spec.weights["file"], local_dir=str(target_folder)))
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
+    """Tensors of a weights file (safetensors, or a torch file read with ``weights_only=True``)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("weights file not found", path=str(path))
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any reader failure is a bad file for the user
+        raise InputError(f"cannot read weights ({str(error).splitlines()[0]})", path=str(path)) from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise InputError("weights file holds no state dict", path=str(path))
+    return state
