@@ -1,7 +1,8 @@
-"""Tumor Features module: handcrafted radiomics (PyRadiomics) of segments in the scene, one table node per run.
+"""Tumor Features module: handcrafted radiomics (PyRadiomics) and deep 2D-CNN features of segments in the scene,
+one table node per run, and Grad-CAM activation maps.
 
-A thin widget over ``rtresponse.features.handcrafted``, which is imported lazily inside functions so that
-loading this module is instant and never installs anything.
+A thin widget over ``rtresponse.features.handcrafted`` and ``rtresponse.features.deep2d``, imported lazily inside
+functions so that loading this module is instant and never installs anything.
 """
 
 import logging
@@ -22,6 +23,10 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 DEPENDENCY_GROUPS = ["radiomics"]
+DEEP_DEPENDENCY_GROUPS = ["deep"]
+# Weights source (saved in the parameter node) -> combo box text. "random" is never used unless picked here.
+DEEP_WEIGHT_SOURCES = {"imagenet": "ImageNet (weights folder)", "file": "Weights file",
+                       "random": "Random weights (testing only)"}
 SEGMENT_EDITOR_SINGLETON_TAG = "TumorFeaturesSegmentEditor"  # the embedded editor's own parameter node
 STATUS_OK = "ok"
 
@@ -38,6 +43,9 @@ Handcrafted radiomics (PyRadiomics) of the segments of a segmentation on a volum
 and one or more segments (all when none is selected); draw or correct a GTV with the embedded segment editor; pick a
 preset or a PyRadiomics parameter file and press Run. Each run makes a new table (rows: segments, columns: features,
 plus a status column saying why a segment could not be measured).
+"Deep features (2D CNN)" does the same with the outputs of a frozen ImageNet network on each segment's largest
+slice, and shows a network's Grad-CAM activation map; its device and weights folder are the Radiotherapy Response
+module's settings.
 See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
 """
         self.parent.acknowledgementText = """
@@ -53,6 +61,8 @@ class TumorFeaturesParameterNode:
     inputVolume, inputSegmentation: the image and the segments to measure.
     preset: a feature-extraction preset (Resources/Presets); parameterFile: a PyRadiomics parameter file that
     overrides the preset when set. outputTable: the table made by the latest run.
+    deepModel, deepWeightsSource ("imagenet", "file" or "random"), deepWeightsFile: the deep-feature network and
+    its weights.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -60,6 +70,9 @@ class TumorFeaturesParameterNode:
     preset: str = "ct-tanaka"
     parameterFile: str = ""
     outputTable: vtkMRMLTableNode
+    deepModel: str = "inception_resnet_v2"
+    deepWeightsSource: str = "imagenet"
+    deepWeightsFile: str = ""
 
 
 class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -79,9 +92,13 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         self.logic = TumorFeaturesLogic()
 
-        from rtresponse.features import handcrafted
+        from rtresponse.features import deep2d, handcrafted
 
         self.ui.presetComboBox.addItems(handcrafted.list_presets())
+        for index, (name, spec) in enumerate(deep2d.MODELS.items()):
+            self.ui.deepModelComboBox.addItem(name)
+            self.ui.deepModelComboBox.setItemData(index, spec.describe(), qt.Qt.ToolTipRole)  # says substitutes
+        self.ui.deepWeightsSourceComboBox.addItems(list(DEEP_WEIGHT_SOURCES.values()))
         self.ui.segmentsTableView.setSelectionMode(qt.QAbstractItemView.ExtendedSelection)
         self.ui.segmentsTableView.setOpacityColumnVisible(False)
         editor = self.ui.segmentEditorWidget
@@ -101,6 +118,11 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.parameterFilePathLineEdit.connect("currentPathChanged(QString)", self.onParameterFileChanged)
         self.ui.segmentsTableView.connect("selectionChanged(QItemSelection,QItemSelection)", self.updateGUI)
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
+        self.ui.deepModelComboBox.connect("currentIndexChanged(int)", self.onDeepModelChanged)
+        self.ui.deepWeightsSourceComboBox.connect("currentIndexChanged(int)", self.onDeepWeightsSourceChanged)
+        self.ui.deepWeightsFilePathLineEdit.connect("currentPathChanged(QString)", self.onDeepWeightsFileChanged)
+        self.ui.deepRunButton.connect("clicked(bool)", self.onDeepRunButton)
+        self.ui.deepActivationMapButton.connect("clicked(bool)", self.onActivationMapButton)
         import RadiotherapyResponse
 
         self._run = RadiotherapyResponse.CancellableRun(
@@ -108,7 +130,8 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [self.ui.inputsCollapsibleButton,
              self.ui.segmentEditorCollapsibleButton,
              self.ui.settingsCollapsibleButton,
-             self.ui.outputsCollapsibleButton],
+             self.ui.outputsCollapsibleButton,
+             self.ui.deepCollapsibleButton],
             progressText="Measured {done} of {total} segment(s)...",
             cancelText="Cancelling after the segment being measured...", onChange=self.updateGUI)
         self.initializeParameterNode()
@@ -162,7 +185,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUI()
 
     def updateGUI(self, *unused):
-        """Follow the parameter node: preset and parameter file, segment table and editor, Run button."""
+        """Follow the parameter node: preset and parameter file, deep settings, segment table and editor, buttons."""
         p = self._parameterNode
         segmentation = p.inputSegmentation if p else None
         volume = p.inputVolume if p else None
@@ -175,6 +198,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.parameterFilePathLineEdit.currentPath = p.parameterFile
                 self.ui.parameterFilePathLineEdit.blockSignals(wasBlocked)
             self.ui.presetComboBox.enabled = not p.parameterFile and not self._running
+            self._updateDeepGUI(p)
         if self.ui.segmentsTableView.segmentationNode() is not segmentation:
             self.ui.segmentsTableView.setSegmentationNode(segmentation)
         editor = self.ui.segmentEditorWidget
@@ -184,6 +208,29 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor.setSourceVolumeNode(volume)
         self._observeSegmentation(segmentation)
         self._checkCanApply()
+
+    def _updateDeepGUI(self, p):
+        for combo, text in ((self.ui.deepModelComboBox, p.deepModel),
+                            (self.ui.deepWeightsSourceComboBox, DEEP_WEIGHT_SOURCES.get(p.deepWeightsSource, ""))):
+            wasBlocked = combo.blockSignals(True)
+            combo.setCurrentIndex(combo.findText(text))
+            combo.blockSignals(wasBlocked)
+        index = self.ui.deepModelComboBox.currentIndex
+        self.ui.deepModelComboBox.toolTip = self.ui.deepModelComboBox.itemData(index, qt.Qt.ToolTipRole) or ""
+        if self.ui.deepWeightsFilePathLineEdit.currentPath != p.deepWeightsFile:
+            wasBlocked = self.ui.deepWeightsFilePathLineEdit.blockSignals(True)
+            self.ui.deepWeightsFilePathLineEdit.currentPath = p.deepWeightsFile
+            self.ui.deepWeightsFilePathLineEdit.blockSignals(wasBlocked)
+        self.ui.deepWeightsFilePathLineEdit.enabled = p.deepWeightsSource == "file"
+        settings = self.hubSettings()
+        self.ui.deepSettingsLabel.text = f"device {settings.device}, weights folder {settings.weights_folder}"
+
+    @staticmethod
+    def hubSettings():
+        """Device and weights folder: the Radiotherapy Response module's settings (read each time: they may change)."""
+        import RadiotherapyResponse
+
+        return RadiotherapyResponse.RadiotherapyResponseLogic().settings()
 
     def _observeSegmentation(self, segmentation):
         """Segments added, removed or renamed (e.g. in the editor) change what Run measures."""
@@ -201,15 +248,16 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         segmentIds = self.segmentIdsToMeasure()
         if p is None or not p.inputVolume:
-            problem = "Select a volume."
+            inputProblem = "Select a volume."
         elif not p.inputSegmentation:
-            problem = "Select or create a segmentation."
+            inputProblem = "Select or create a segmentation."
         elif not segmentIds:
-            problem = "The segmentation has no segments: draw one in 'Draw or correct segments'."
-        elif not p.parameterFile and self.ui.presetComboBox.findText(p.preset) < 0:
-            problem = f"Unknown preset '{p.preset}': pick a preset or a parameter file."
+            inputProblem = "The segmentation has no segments: draw one in 'Draw or correct segments'."
         else:
-            problem = None
+            inputProblem = None
+        problem = inputProblem
+        if problem is None and not p.parameterFile and self.ui.presetComboBox.findText(p.preset) < 0:
+            problem = f"Unknown preset '{p.preset}': pick a preset or a parameter file."
         selected = len(self.ui.segmentsTableView.selectedSegmentIDs()) if p and p.inputSegmentation else 0
         if problem:
             self.ui.segmentSelectionLabel.text = problem
@@ -219,6 +267,18 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentSelectionLabel.text = f"No segment selected: all {len(segmentIds)} will be measured."
         self.ui.runButton.enabled = problem is None and not self._running
         self.ui.runButton.toolTip = problem or "Compute the features of the selected segments into a new table."
+        if inputProblem is None and self.ui.deepModelComboBox.findText(p.deepModel) < 0:
+            inputProblem = f"Unknown network '{p.deepModel}': pick a network."
+        elif inputProblem is None and p.deepWeightsSource not in DEEP_WEIGHT_SOURCES:
+            inputProblem = f"Unknown weights source '{p.deepWeightsSource}': pick one."
+        elif inputProblem is None and p.deepWeightsSource == "file" and not p.deepWeightsFile:
+            inputProblem = "Select a weights file, or another weights source."
+        for button, tip in (
+                (self.ui.deepRunButton, "Compute the deep features of the selected segments into a new table."),
+                (self.ui.deepActivationMapButton, "Show the Grad-CAM map of the first selected segment (the first "
+                                                  "segment when none is selected) over the volume.")):
+            button.enabled = inputProblem is None and not self._running
+            button.toolTip = inputProblem or tip
 
     def segmentIdsToMeasure(self):
         """The segments selected in the table; all segments when none is selected."""
@@ -238,6 +298,23 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterFileChanged(self, path):
         if self._parameterNode:
             self._parameterNode.parameterFile = path
+
+    def onDeepModelChanged(self, index):
+        if self._parameterNode and index >= 0:
+            self._parameterNode.deepModel = self.ui.deepModelComboBox.itemText(index)
+
+    def onDeepWeightsSourceChanged(self, index):
+        if self._parameterNode and index >= 0:
+            self._parameterNode.deepWeightsSource = list(DEEP_WEIGHT_SOURCES)[index]
+
+    def onDeepWeightsFileChanged(self, path):
+        if self._parameterNode:
+            self._parameterNode.deepWeightsFile = path
+
+    def deepWeights(self):
+        """The ``weights`` argument of rtresponse.features.deep2d: "imagenet", a file path, or None (random)."""
+        p = self._parameterNode
+        return {"imagenet": "imagenet", "file": p.deepWeightsFile, "random": None}[p.deepWeightsSource]
 
     @property
     def _running(self):
@@ -273,6 +350,103 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = self.summary(table)
         finally:
             self._run.setRunning(False)
+
+    def onDeepRunButton(self):
+        if self._deepDependenciesInstalled():
+            self._offeringWeightsDownload(self._runDeep)
+
+    def onActivationMapButton(self):
+        if self._deepDependenciesInstalled():
+            self._offeringWeightsDownload(self._showActivationMap)
+
+    def _deepDependenciesInstalled(self):
+        import RadiotherapyResponse
+
+        if RadiotherapyResponse.ensureDependencies(DEEP_DEPENDENCY_GROUPS):
+            return True
+        self.ui.statusLabel.text = "PyTorch, timm and MONAI are needed for deep features: they were not installed."
+        return False
+
+    def _offeringWeightsDownload(self, action):
+        """``action()`` returns a WeightsNotFound error or None. On an error, say where the weights go and offer to
+        download published ones, then run ``action`` again; never fall back to random weights."""
+        from rtresponse.features import deep2d
+
+        error = action()
+        if error is None:
+            return
+        slicer.util.errorDisplay(str(error), windowTitle="Tumor Features")
+        spec = deep2d.MODELS[self._parameterNode.deepModel]
+        folder = self.hubSettings().weights_folder
+        if spec.weights is None or not slicer.util.confirmYesNoDisplay(
+                f"Download the ImageNet weights of {spec.name} into {folder} now? This needs internet access.",
+                windowTitle="Tumor Features"):
+            return
+        self.ui.statusLabel.text = f"Downloading the ImageNet weights of {spec.name}..."
+        slicer.app.processEvents()
+        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            with slicer.util.tryWithErrorDisplay(f"Failed to download the weights of {spec.name}."):
+                try:
+                    deep2d.download_weights(spec.name, folder)
+                except Exception as downloadError:
+                    self.ui.statusLabel.text = f"Download failed: {downloadError}"
+                    raise
+        finally:
+            qt.QApplication.restoreOverrideCursor()
+        action()
+
+    def _runDeep(self):
+        from rtresponse.features import deep2d
+
+        p = self._parameterNode
+        segmentIds = self.segmentIdsToMeasure()
+        self.ui.segmentEditorWidget.setActiveEffect(None)  # no editing while the segments are measured
+        self._run.setRunning(True)
+        self.ui.progressBar.maximum = len(segmentIds)
+        self.ui.statusLabel.text = f"Loading {p.deepModel} to measure {len(segmentIds)} segment(s)..."
+        slicer.app.processEvents()
+        try:
+            with slicer.util.tryWithErrorDisplay("Deep feature extraction failed."):
+                try:
+                    table = self.logic.runDeep(p.inputVolume, p.inputSegmentation, segmentIds, p.deepModel,
+                                               self.deepWeights(), self.hubSettings(), progress=self._run.progress,
+                                               shouldCancel=self._run.shouldCancel)
+                except deep2d.Cancelled:
+                    self.ui.statusLabel.text = "Cancelled: no table was made."
+                    return None
+                except deep2d.WeightsNotFound as error:
+                    self.ui.statusLabel.text = f"No weights: {error}"
+                    return error
+                except Exception as error:
+                    self.ui.statusLabel.text = f"Failed: {error}"
+                    raise
+                p.outputTable = table
+                self.logic.showTable(table)
+                self.ui.statusLabel.text = self.summary(table)
+        finally:
+            self._run.setRunning(False)
+        return None
+
+    def _showActivationMap(self):
+        from rtresponse.features import deep2d
+
+        p = self._parameterNode
+        segmentId = self.segmentIdsToMeasure()[0]
+        self.ui.statusLabel.text = f"Computing the Grad-CAM map of {p.deepModel}..."
+        slicer.app.processEvents()
+        with slicer.util.tryWithErrorDisplay("Activation map failed.", waitCursor=True):
+            try:
+                heat = self.logic.showActivationMap(p.inputVolume, p.inputSegmentation, segmentId, p.deepModel,
+                                                    self.deepWeights(), self.hubSettings())
+            except deep2d.WeightsNotFound as error:
+                self.ui.statusLabel.text = f"No weights: {error}"
+                return error
+            except Exception as error:
+                self.ui.statusLabel.text = f"Failed: {error}"
+                raise
+            self.ui.statusLabel.text = f"Activation map: '{heat.GetName()}'."
+        return None
 
     def summary(self, table):
         failed = self.logic.failedSegments(table)
@@ -338,6 +512,64 @@ class TumorFeaturesLogic(ScriptedLoadableModuleLogic):
         table.SetAttribute("TumorFeatures.settings", str(settings) if not isinstance(settings, dict) else "dict")
         return table
 
+    def runDeep(self, volumeNode, segmentationNode, segmentIds, model, weights, settings, tableName=None,
+                progress=None, shouldCancel=None):
+        """Deep features of segments on a volume, in a new table node (rows: segments, 1000 feature columns, status).
+
+        ``model``: a name of ``rtresponse.features.deep2d.MODELS``; ``weights``: "imagenet" (from
+        ``settings.weights_folder``), a weights file, or None for random weights (testing only); ``settings``:
+        the hub's settings (device, weights folder). Missing ImageNet weights raise ``deep2d.WeightsNotFound``
+        before any segment is measured; otherwise as :meth:`run`. The table is named ``tableName`` or
+        "<volume> deep features <model>".
+        """
+        from rtresponse import mrml
+        from rtresponse.errors import InputError
+        from rtresponse.features import deep2d
+
+        if volumeNode is None:
+            raise InputError("no volume selected")
+        if segmentationNode is None:
+            raise InputError("no segmentation selected")
+        segmentIds = list(segmentIds or mrml.segment_names(segmentationNode))
+        if not segmentIds:
+            raise InputError("the segmentation has no segments", node=segmentationNode.GetName())
+        frame = deep2d.extract_segments(volumeNode, segmentationNode, segmentIds, model=model, weights=weights,
+                                        device=settings.device, progress=progress, should_cancel=shouldCancel,
+                                        weights_folder=settings.weights_folder)
+        scene = volumeNode.GetScene() or slicer.mrmlScene
+        # Random weights give meaningless features: say so in the name, where nobody can miss it
+        name = tableName or f"{volumeNode.GetName()} deep features {model}" + (" (random)" if weights is None else "")
+        table = mrml.dataframe_to_table_node(frame, scene.GenerateUniqueName(name), scene=scene)
+        table.SetAttribute("TumorFeatures.volume", volumeNode.GetName())
+        table.SetAttribute("TumorFeatures.segmentation", segmentationNode.GetName())
+        table.SetAttribute("TumorFeatures.model", model)
+        table.SetAttribute("TumorFeatures.weights", "random" if weights is None else os.fspath(weights))
+        return table
+
+    def showActivationMap(self, volumeNode, segmentationNode, segmentId, model, weights, settings):
+        """A new volume with the Grad-CAM map of a segment's largest slice, shown over the volume; returns it."""
+        from rtresponse.features import deep2d
+
+        heat = deep2d.gradcam_volume_node(volumeNode, segmentationNode, segmentId, model=model, weights=weights,
+                                          device=settings.device, weights_folder=settings.weights_folder)
+        slicer.util.setSliceViewerLayers(background=volumeNode, foreground=heat, foregroundOpacity=0.5)
+        self.jumpSlicesToMap(heat)
+        return heat
+
+    @staticmethod
+    def jumpSlicesToMap(heatNode):
+        """Move every slice view (without panning) to the centre of the map's non-zero voxels: it fills one slice."""
+        import numpy as np
+
+        kji = np.argwhere(slicer.util.arrayFromVolume(heatNode) > 0)
+        if not len(kji):
+            return
+        ijkToRas = vtk.vtkMatrix4x4()
+        heatNode.GetIJKToRASMatrix(ijkToRas)
+        ras = ijkToRas.MultiplyPoint([float(v) for v in kji.mean(axis=0)[::-1]] + [1.0])[:3]
+        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+            sliceNode.JumpSliceByOffsetting(*ras)
+
     @staticmethod
     def settingsLabel(settings):
         """Short name of the settings for table names: the preset, the parameter file's name, or "custom"."""
@@ -381,6 +613,8 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         self.test_TwoSegmentsOneEmpty()
         self.setUp()
         self.test_Cancel()
+        self.setUp()
+        self.test_DeepFeaturesRandomWeights()
 
     def makeScene(self):
         """A 32³ synthetic image with a bright sphere (radius 8 voxels, 1 x 1 x 2 mm voxels) and a segmentation
@@ -435,4 +669,37 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         with self.assertRaises(handcrafted.Cancelled):
             TumorFeaturesLogic().run(volume, segmentation, segmentIds, "pyradiomics-default", shouldCancel=lambda: True)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode"), tablesBefore)
+        self.delayDisplay("Test passed")
+
+    def test_DeepFeaturesRandomWeights(self):
+        import importlib.util
+
+        import numpy as np
+        from rtresponse import mrml
+        from rtresponse.features import deep2d
+        from rtresponse.settings import Settings
+
+        self.assertIsNotNone(importlib.util.find_spec("torch"), "PyTorch (PyTorch extension) is needed")
+        self.delayDisplay("Deep features and Grad-CAM (random ResNet-18) of a sphere and an empty segment")
+        volume, segmentation, segmentIds = self.makeScene()
+        settings = Settings(device="cpu", weights_folder=slicer.app.temporaryPath)  # not the user's settings
+        logic = TumorFeaturesLogic()
+        table = logic.runDeep(volume, segmentation, segmentIds, "resnet18", None, settings)
+        self.assertEqual(table.GetName(), "TumorFeaturesTestImage deep features resnet18 (random)")
+        frame = mrml.table_node_to_dataframe(table)
+        self.assertEqual(list(frame.index), ["GTV", "Empty"])
+        self.assertEqual(list(frame.columns), deep2d.feature_names("resnet18") + ["status"])
+        self.assertEqual(frame.loc["GTV", "status"], STATUS_OK)
+        self.assertNotEqual(frame.loc["Empty", "status"], STATUS_OK)
+        self.assertTrue(np.isfinite(frame.loc["GTV", deep2d.feature_names("resnet18")].astype(float)).all())
+        self.assertEqual(list(logic.failedSegments(table)), ["Empty"])
+
+        heat = logic.showActivationMap(volume, segmentation, segmentIds[0], "resnet18", None, settings)
+        self.assertEqual(heat.GetImageData().GetDimensions(), volume.GetImageData().GetDimensions())
+        for heatValue, ctValue in zip(heat.GetSpacing() + heat.GetOrigin(), volume.GetSpacing() + volume.GetOrigin()):
+            self.assertAlmostEqual(heatValue, ctValue, places=5)
+        values = slicer.util.arrayFromVolume(heat)
+        self.assertGreaterEqual(values.min(), 0.0)
+        self.assertLessEqual(values.max(), 1.0)
+        self.assertLessEqual(len(np.unique(np.nonzero(values)[0])), 1)  # the map is on one (axial) slice
         self.delayDisplay("Test passed")

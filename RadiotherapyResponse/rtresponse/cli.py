@@ -1,4 +1,4 @@
-"""The ``rtresponse`` command line: cohort validation, sample data, the demo.
+"""The ``rtresponse`` command line: cohort validation, sample data, features, labels, models, the demo.
 
 Bad input ends with one line ``rtresponse: error: ...`` on stderr and exit code 2.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 
 EXIT_BAD_INPUT = 2
@@ -89,26 +90,31 @@ def _demo(args) -> int:
 
 def _features(args) -> int:
     from .atomic import atomic_path
-    from .cohort import load_manifest
 
-    if args.kind != "handcrafted":
-        raise RTResponseError(f"feature kind '{args.kind}' is not available yet")
-    from .features.handcrafted import STATUS, extract_cohort
-
-    cohort = load_manifest(args.manifest)
     progress = _Progress("extracting features")
+    extra = []
     try:
-        table = extract_cohort(cohort, image=args.image, mask=args.mask, settings=args.params or args.preset,
-                               n_jobs=args.jobs, perturbations=args.perturbations, random_state=args.seed,
-                               progress=progress)
+        if args.kind == "deep2d":
+            from .cli_deep import deep_features
+
+            table, extra = deep_features(args, progress)
+        else:
+            from .cohort import load_manifest
+            from .features.handcrafted import extract_cohort
+
+            table = extract_cohort(load_manifest(args.manifest), image=args.image, mask=args.mask,
+                                   settings=args.params or args.preset, n_jobs=args.jobs,
+                                   perturbations=args.perturbations, random_state=args.seed, progress=progress)
     finally:
         progress.close()
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)
-    failed = table[table[STATUS] != "ok"]
-    features = len([c for c in table.columns if c != STATUS])
+    failed = table[table["status"] != "ok"]
+    features = len([c for c in table.columns if c != "status"])
     print(f"wrote {args.out}: {len(table)} row(s) x {features} feature(s); {len(failed)} failed")
-    for index, status in failed[STATUS].items():
+    for path in extra:
+        print(f"wrote {path}")
+    for index, status in failed["status"].items():
         print(f"  {index}: {status}", file=sys.stderr)
     return 0
 
@@ -225,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract features for every patient of a manifest: one row per patient (index patient_id), "
                     "one column per feature, and a 'status' column ('ok' or why that patient failed; the others "
                     "complete). With several --image, columns are prefixed with the image name.")
-    features.add_argument("--kind", required=True, choices=("handcrafted",), help="feature family")
+    features.add_argument("--kind", required=True, choices=("handcrafted", "deep2d"),
+                          help="feature family: handcrafted (PyRadiomics) or deep2d (ImageNet CNN, 1000 features)")
     features.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     features.add_argument("--image", required=True, action="append",
                           help="image name (the NAME of an image_NAME column); repeat for several sequences")
@@ -235,9 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--params", type=Path, help="handcrafted: a PyRadiomics parameter file (overrides --preset)")
     features.add_argument("--perturbations", type=int, default=0,
                           help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
-    features.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
+    features.add_argument("--seed", type=int, default=0, help="random seed (of the perturbations; of deep2d random weights)")
     features.add_argument("--jobs", type=int, default=1, help="patients in parallel (default 1)")
-    features.add_argument("--out", required=True, type=Path, help="output CSV")
+    features.add_argument("--out", required=True, type=Path,
+                          help="output CSV (deep2d also writes the z-score statistics to OUT.zscore.csv)")
+    add_feature_options(features)
     features.set_defaults(func=_features)
 
     from .models.classifiers import CLASSIFIER_NAMES, PAPER_CLASSIFIERS
@@ -289,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-analyses", action="store_true", help="only the cohort and the scene")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
+    add_commands(commands)
     return parser
 
 

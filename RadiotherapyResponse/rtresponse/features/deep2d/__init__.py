@@ -11,3 +11,6 @@ from .gradcam import crop_map_to_image, gradcam, gradcam_crop, target_weights  #
 
 __all__ += ["STATUS", "Cancelled", "crop_map_to_image", "extract", "extract_cohort", "feature_names", "gradcam",
             "gradcam_crop", "network_outputs", "target_weights", "zscore"]
+from .nodes import extract_segments, gradcam_volume_node  # noqa: E402
+
+__all__ += ["extract_segments", "gradcam_volume_node"]

@@ -78,6 +78,14 @@ def _score_network(network, weights: np.ndarray | None):
     return Score()
 
 
+def _min_max(maps):
+    """Each map scaled to [0, 1], largest activation 1 (MONAI's default normaliser maps it to 0); flat maps give 0."""
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
+    span = (flat.max(dim=1).values.view_as(low) - low)
+    return (maps - low) / span.where(span > 0, span.new_ones(()))
+
+
 def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
                  target: Target = None, statistics=None, device: str = "auto", size_mm: float = 100.0,
                  level: float = 50.0, width: float = 350.0, context: str = "mask", seed: int = 0,
@@ -92,9 +100,10 @@ def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.Path
     crop = tumour_slices(image, mask, size_mm, level, width, context)[0]
     combination = target_weights(spec.name, target, statistics)
     network = build(spec, weights, seed, weights_folder).to(device)  # fresh: MONAI leaves hooks on it
-    cam = GradCAM(nn_module=_score_network(network, combination), target_layers=f"net.{spec.cam_layer}")
+    cam = GradCAM(nn_module=_score_network(network, combination), target_layers=f"net.{spec.cam_layer}",
+                  postprocessing=_min_max)
     x = to_input([crop.pixels], spec, device).requires_grad_(True)
-    heat = cam(x, class_idx=None if combination is None else 0)  # (1, 1, S, S), normalised to [0, 1] by MONAI
+    heat = cam(x, class_idx=None if combination is None else 0)  # (1, 1, S, S) in [0, 1]
     heat = F.interpolate(heat.detach().float(), size=crop.pixels.shape, mode="bilinear", align_corners=False)
     return np.clip(heat[0, 0].cpu().numpy(), 0.0, 1.0).astype(np.float32), crop
 

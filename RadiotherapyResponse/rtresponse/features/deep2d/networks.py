@@ -28,6 +28,13 @@ _AUXILIARY = ("aux1.", "aux2.", "AuxLogits.")
 _DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
+def _first_problem(error: Exception) -> str:
+    """The line of a load_state_dict error that names keys ("Missing key(s) ...", "size mismatch ...")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__
+    return detail if len(detail) <= 200 else detail[:197] + "..."
+
+
 def _torchvision_state(spec: ModelSpec, state: dict) -> dict:
     state = {k: v for k, v in state.items() if not k.startswith(_AUXILIARY)}
     if spec.id.startswith("densenet"):
@@ -44,7 +51,7 @@ def _build_torchvision(spec: ModelSpec, path: Path | None):
         try:
             model.load_state_dict(_torchvision_state(spec, read_state_dict(path)))
         except RuntimeError as error:
-            raise InputError(f"weights do not fit {spec.name} ({str(error).splitlines()[0]})", path=str(path)) from None
+            raise InputError(f"weights do not fit {spec.name} ({_first_problem(error)})", path=str(path)) from None
     return model
 
 
@@ -58,7 +65,7 @@ def _build_timm(spec: ModelSpec, path: Path | None, imagenet: bool):
     try:  # timm's own loader: applies the model's key remapping, safetensors or weights_only torch.load
         return timm.create_model(name, pretrained=True, num_classes=1000, pretrained_cfg_overlay={"file": str(path)})
     except RuntimeError as error:
-        raise InputError(f"weights do not fit {spec.name} ({str(error).splitlines()[0]})", path=str(path)) from None
+        raise InputError(f"weights do not fit {spec.name} ({_first_problem(error)})", path=str(path)) from None
 
 
 def build(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet", seed: int = 0,

@@ -125,8 +125,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any reader failure is a bad file for the user
-        raise InputError(f"cannot read weights ({str(error).splitlines()[0]})", path=str(path)) from None
+    except Exception:  # noqa: BLE001 - any reader failure is a bad file for the user
+        raise InputError("cannot read weights: not a safetensors file nor a tensors-only PyTorch file "
+                         "(files that need pickled code to load are refused)", path=str(path)) from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,0 +1,128 @@
+"""Command-line parts of the deep-learning features: ``features --kind deep2d``, ``labels``, ``weights``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import RTResponseError
+
+WEIGHT_CHOICES = "imagenet, random, or a weights file"
+
+
+def _weights(value: str):
+    return None if value == "random" else value
+
+
+def add_feature_options(features: argparse.ArgumentParser) -> None:
+    """Options of ``rtresponse features`` that only the deep kinds use."""
+    deep = features.add_argument_group("deep2d (Tanaka et al.: frozen ImageNet CNN on the max-area GTV slice)")
+    deep.add_argument("--model", default="inception_resnet_v2",
+                      help="network of the zoo (see `rtresponse weights list`; default inception_resnet_v2)")
+    deep.add_argument("--weights", default="imagenet",
+                      help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
+    deep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
+    deep.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
+    deep.add_argument("--amp", action="store_true", help="mixed precision (float16 on GPU, bfloat16 on CPU)")
+    deep.add_argument("--top-k", type=int, default=1,
+                      help="beyond the paper: average the features of the k largest GTV slices (default 1)")
+    deep.add_argument("--context", default="mask", choices=("mask", "keep"),
+                      help="beyond the paper: 'keep' keeps the tissue around the GTV (default mask, as the paper)")
+    deep.add_argument("--size-mm", type=float, default=100.0, help="crop size in mm (default 100)")
+    deep.add_argument("--level", type=float, default=50.0, help="window level in HU (default 50)")
+    deep.add_argument("--width", type=float, default=350.0, help="window width in HU (default 350)")
+    deep.add_argument("--zscore-from", type=Path,
+                      help="z-score with these statistics (the .zscore.csv written with a training cohort)")
+    deep.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for")
+
+
+def zscore_path(out: Path) -> Path:
+    """The statistics file written beside a feature table: ``F.csv`` -> ``F.zscore.csv``."""
+    return out.with_name(out.stem + ".zscore.csv")
+
+
+def deep_features(args, progress) -> "tuple":
+    """Run ``features --kind deep2d``; returns (table, extra files written)."""
+    import pandas as pd
+
+    from .atomic import atomic_path
+    from .cohort import load_manifest
+    from .features.deep2d import extract_cohort
+
+    if len(args.image) != 1:
+        raise RTResponseError("deep2d takes one --image (the CT)")
+    statistics = pd.read_csv(args.zscore_from, index_col=0) if args.zscore_from else None
+    table = extract_cohort(load_manifest(args.manifest), image=args.image[0], mask=args.mask, model=args.model,
+                           weights=_weights(args.weights), device=args.device, batch_size=args.batch_size,
+                           amp=args.amp, size_mm=args.size_mm, level=args.level, width=args.width,
+                           context=args.context, top_k=args.top_k, seed=args.seed,
+                           weights_folder=args.weights_folder, statistics=statistics, progress=progress)
+    stats_file = zscore_path(args.out)
+    with atomic_path(stats_file) as tmp:
+        table.attrs["zscore"].to_csv(tmp)
+    return table, [stats_file]
+
+
+def _labels(args) -> int:
+    from .atomic import atomic_path
+    from .cohort import load_manifest
+    from .labels import label_cohort
+
+    table = label_cohort(load_manifest(args.manifest), initial=args.initial, boost=args.boost, days=args.days,
+                         threshold=args.threshold, min_volume_cc=args.min_volume_cc, image=args.image)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp)
+    ok = table["status"] == "ok"
+    print(f"wrote {args.out}: {int(ok.sum())} labelled patient(s) ({int(table['regression'].sum())} regressing), "
+          f"{int((~ok).sum())} excluded; threshold {table.attrs['threshold'] * 100:.3f} %/day")
+    for pid, status in table.loc[~ok, "status"].items():
+        print(f"  {pid}: {status}", file=sys.stderr)
+    return 0
+
+
+def _weights_command(args) -> int:
+    from .features.deep2d import MODELS, download_weights, find_weights, model_spec
+    from .settings import default_weights_folder
+
+    folder = args.weights_folder or default_weights_folder()
+    if args.action == "list":
+        print(f"weights folder: {folder}")
+        for name, spec in MODELS.items():
+            found = find_weights(spec, folder)
+            state = f"found {found}" if found else "missing" if spec.weights else "none published"
+            print(f"{spec.describe()}\n    ImageNet weights: {state}")
+        return 0
+    if not args.names:
+        raise RTResponseError(f"name the network(s) to {args.action}")
+    for name in args.names:
+        spec = model_spec(name)
+        print(download_weights(spec, folder) if args.action == "download"
+              else find_weights(spec, folder) or f"{name}: missing")
+    return 0
+
+
+def add_commands(commands) -> None:
+    labels = commands.add_parser(
+        "labels", help="tumour-regression labels from planning and boost GTVs (Tanaka et al.)",
+        description="Regression rate = (initial GTV - boost GTV) / initial GTV / treatment days; patients above "
+                    "the median rate (or --threshold) regress. GTVs under --min-volume-cc are excluded.")
+    labels.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    labels.add_argument("--initial", default="GTVp", help="mask name of the planning GTV (default GTVp)")
+    labels.add_argument("--boost", default="GTVp_boost", help="mask name of the boost GTV (default GTVp_boost)")
+    labels.add_argument("--days", default="treatment_days", help="clinical column of treatment days before the boost")
+    labels.add_argument("--image", default="CT", help="image of the planning GTV (default CT)")
+    labels.add_argument("--threshold", type=float, help="rate threshold as a fraction per day (default: the median)")
+    labels.add_argument("--min-volume-cc", type=float, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
+    labels.add_argument("--out", required=True, type=Path, help="output CSV")
+    labels.set_defaults(func=_labels)
+
+    weights = commands.add_parser(
+        "weights", help="list, locate or download the ImageNet weights of the deep-feature networks",
+        description="list: every network of the zoo and whether its ImageNet weights are on this computer. "
+                    "where NAME: the file that would be used. download NAME: fetch the published weights "
+                    "(needs internet access) into the weights folder.")
+    weights.add_argument("action", choices=("list", "where", "download"))
+    weights.add_argument("names", nargs="*", help="network names")
+    weights.add_argument("--weights-folder", type=Path, help="default $RTRESPONSE_WEIGHTS or the cache's weights")
+    weights.set_defaults(func=_weights_command)

@@ -1,0 +1,88 @@
+"""Deep features and Grad-CAM maps on MRML nodes (what the TumorFeatures module calls)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from ...errors import InputError
+from ...settings import resolve_device
+from .catalogue import PAPER_DEFAULT, model_spec
+from .extraction import STATUS, Cancelled, extract, feature_names
+from .gradcam import Target, gradcam
+from .networks import load_network
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+HEAT_COLOR_NODE = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # one of Slicer's default colour tables
+
+
+def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str], model: str = PAPER_DEFAULT,
+                     weights="imagenet", device: str = "auto", progress: Callable[[int, int], None] | None = None,
+                     should_cancel: Callable[[], bool] | None = None, **options) -> "pd.DataFrame":
+    """Raw (not z-scored) deep features, one row per segment (index: segment names) plus ``status``.
+
+    Z-scoring needs a cohort: apply :func:`~.extraction.zscore` with a cohort's statistics.
+    ``options`` are those of :func:`~.extraction.extract`. A failing segment keeps its row.
+    """
+    import pandas as pd
+
+    from ... import mrml
+
+    names = mrml.segment_names(segmentation_node)
+    image = mrml.volume_node_to_image(volume_node)
+    columns = feature_names(model)
+    device = resolve_device(device)
+    # Weights problems are the same for every segment: fail once, with their message, before any segment.
+    load_network(model, weights, options.get("seed", 0), options.get("weights_folder"), device)
+    rows, index = [], []
+    for done, segment_id in enumerate(segment_ids, start=1):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("deep feature extraction cancelled")
+        try:
+            mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
+            row = dict(zip(columns, extract(image, mask, model, weights, device, **options)))
+            row[STATUS] = "ok"
+        except InputError as error:
+            row = {STATUS: error.problem}
+        rows.append(row)
+        index.append(names.get(segment_id, segment_id))
+        if progress:
+            progress(done, len(segment_ids))
+    frame = pd.DataFrame(rows, index=pd.Index(index, name="segment"), columns=columns + [STATUS])
+    return frame
+
+
+def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: str = PAPER_DEFAULT,
+                        weights="imagenet", target: Target = None, statistics=None, device: str = "auto",
+                        name: str | None = None, scene=None, **options):
+    """A new scalar volume node: the Grad-CAM of the segment's max-area slice on the volume's grid.
+
+    Shown with a cold-to-hot colour table where the scene has it (Slicer's default colours).
+    """
+    from ... import mrml
+
+    image = mrml.volume_node_to_image(volume_node)
+    mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
+    try:
+        heat = gradcam(image, mask, model, weights, target, statistics, device, **options)
+    except InputError as error:
+        raise InputError(f"segment '{segment_id}': {error.problem}", node=segmentation_node.GetName()) from None
+    segment = mrml.segment_names(segmentation_node).get(segment_id, segment_id)
+    name = name or f"{volume_node.GetName()} Grad-CAM {model_spec(model).name} {segment}"
+    node = mrml.image_to_volume_node(heat, name, scene=scene or volume_node.GetScene())
+    display = node.GetDisplayNode()
+    if display is not None:
+        color = node.GetScene().GetNodeByID(HEAT_COLOR_NODE)
+        if color is not None:
+            display.SetAndObserveColorNodeID(color.GetID())
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        display.SetLowerThreshold(0.05)  # keep the CT visible around the map
+        display.ApplyThresholdOn()
+    node.SetAttribute("RadiotherapyResponse.GradCAM.model", model_spec(model).name)
+    node.SetAttribute("RadiotherapyResponse.GradCAM.segment", segment)
+    return node
+
+
+__all__ = ["HEAT_COLOR_NODE", "extract_segments", "gradcam_volume_node"]

@@ -1,0 +1,95 @@
+"""Outcome labels derived from images: early tumour regression between planning and boost CT.
+
+Tanaka et al.: ΔGTV/treatment day = (initial GTV − boost GTV) / initial GTV / number of
+treatment days before the boost CT; patients above the cohort median regress (label 1),
+the others do not; GTVs under 5 cm³ are excluded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from .cohort import Cohort
+
+STATUS = "status"
+
+
+def regression_rate(initial_volume_cc, boost_volume_cc, treatment_days):
+    """(initial − boost) / initial / treatment days: the fraction of the tumour lost per day (× 100 for %/day)."""
+    initial = np.asarray(initial_volume_cc, dtype=float)
+    boost = np.asarray(boost_volume_cc, dtype=float)
+    days = np.asarray(treatment_days, dtype=float)
+    if np.any(initial <= 0):
+        raise InputError("initial volume must be positive")
+    if np.any(days <= 0):
+        raise InputError("treatment days must be positive")
+    rate = (initial - boost) / initial / days
+    return float(rate) if rate.ndim == 0 else rate
+
+
+def mask_volume_cc(mask: "sitk.Image") -> float:
+    """Volume of a mask's non-zero voxels in cm³ (voxel count × voxel volume)."""
+    import SimpleITK as sitk
+
+    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    return voxels * float(np.prod(mask.GetSpacing())) / 1000.0
+
+
+def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boost", days: str = "treatment_days",
+                 threshold: float | None = None, min_volume_cc: float = 5.0, image: str = "CT",
+                 boost_image: str | None = None) -> "pd.DataFrame":
+    """Regression labels of every patient (index ``patient_id``).
+
+    Columns: ``initial_cc``, ``boost_cc``, ``treatment_days``, ``rate`` (fraction per day),
+    ``regression`` (1 when ``rate`` > ``threshold``, default the median rate of the included
+    patients; empty for excluded ones) and ``status`` (``ok``, or why the patient is excluded:
+    initial GTV under ``min_volume_cc``, or an unreadable mask). The boost mask is read on
+    ``boost_image`` (default ``<image>_boost`` when the manifest has it, else ``image``). The threshold used is in
+    ``result.attrs["threshold"]``.
+    """
+    import pandas as pd
+
+    for name in (initial, boost):
+        if name not in cohort.mask_names:
+            raise InputError(f"no column mask_{name} (masks: {', '.join(cohort.mask_names)})", path=str(cohort.path))
+    clinical = cohort.clinical()
+    if days not in clinical.columns:
+        raise InputError(f"no column clin_{days} (clinical: {', '.join(clinical.columns)})", path=str(cohort.path))
+    if boost_image is None:  # the boost mask lies on the boost CT when the manifest has one
+        boost_image = f"{image}_boost" if f"{image}_boost" in cohort.image_names else image
+    rows = []
+    for pid in cohort.patient_ids:
+        row = {"patient_id": pid, "initial_cc": np.nan, "boost_cc": np.nan,
+               "treatment_days": pd.to_numeric(clinical.loc[pid, days], errors="coerce"), "rate": np.nan}
+        try:
+            row["initial_cc"] = mask_volume_cc(cohort.read_mask(pid, initial, image=image))
+            row["boost_cc"] = mask_volume_cc(cohort.read_mask(pid, boost, image=boost_image))
+            if not row["treatment_days"] > 0:
+                raise InputError(f"clin_{days} must be a positive number, got {clinical.loc[pid, days]!r}", patient=pid)
+            if row["initial_cc"] < min_volume_cc:
+                raise InputError(f"excluded: initial GTV {row['initial_cc']:.2f} cm³ < {min_volume_cc:g} cm³",
+                                 patient=pid)
+            row["rate"] = regression_rate(row["initial_cc"], row["boost_cc"], row["treatment_days"])
+            row[STATUS] = "ok"
+        except InputError as error:
+            row[STATUS] = error.problem
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("patient_id")
+    included = table[STATUS] == "ok"
+    if threshold is None:
+        if not included.any():
+            raise InputError("no patient has both volumes and treatment days: nothing to take the median of",
+                             path=str(cohort.path))
+        threshold = float(table.loc[included, "rate"].median())
+    table["regression"] = pd.Series((table["rate"] > threshold).astype(int), dtype="Int64").where(included)
+    table = table[["initial_cc", "boost_cc", "treatment_days", "rate", "regression", STATUS]]
+    table.attrs["threshold"] = threshold
+    return table
