@@ -24,7 +24,7 @@ def add_feature_options(features: argparse.ArgumentParser) -> None:
                       help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
     deep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
     deep.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
-    deep.add_argument("--amp", action="store_true", help="mixed precision (float16 on GPU, bfloat16 on CPU)")
+    deep.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on GPUs without bfloat16)")
     deep.add_argument("--top-k", type=int, default=1,
                       help="beyond the paper: average the features of the k largest GTV slices (default 1)")
     deep.add_argument("--context", default="mask", choices=("mask", "keep"),

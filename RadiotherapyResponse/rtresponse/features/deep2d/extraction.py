@@ -36,7 +36,9 @@ def _autocast(device: str, amp: bool):
 
     if not amp:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=torch.float16 if device == "cuda" else torch.bfloat16)
+    # bfloat16 keeps float32's range: float16 overflowed in some networks (bench/deep2d_gpu_check.py)
+    half = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    return torch.autocast(device_type=device, dtype=half)
 
 
 def network_outputs(crops: list[np.ndarray], model: str, weights="imagenet", device: str = "cpu",
