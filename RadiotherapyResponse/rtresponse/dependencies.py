@@ -37,7 +37,6 @@ REQUIREMENTS = (
     Requirement("torchvision", "torchvision==0.29.1", "deep", torch=True),
     Requirement("timm", "timm>=1.0,<2", "deep"),
     Requirement("monai", "monai>=1.4,<2", "deep"),
-    Requirement("safetensors", "safetensors>=0.4", "deep"),
 )
 GROUPS = tuple(dict.fromkeys(r.group for r in REQUIREMENTS))
 
