@@ -1,0 +1,69 @@
+"""The recurrence network: MONAI's 3D U-Net, two input channels (CT, PET), instance norm, He initialisation.
+
+The paper's network (a 3D U-Net after Çiçek et al. with instance normalisation, 65 layers,
+"more than 5.6 million" parameters) is matched in size by MONAI's ``UNet`` with channels
+(32, 64, 128, 256, 320): 5.9 million parameters. Saved models are a state dict plus the
+configuration (plain values), read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..atomic import atomic_path
+from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+PAPER_CHANNELS = (32, 64, 128, 256, 320)
+FORMAT = "rtresponse-recurrence-unet-1"
+
+
+def make_unet(channels=PAPER_CHANNELS, in_channels: int = 2, seed: int | None = 0) -> "torch.nn.Module":
+    """A 3D U-Net with He (Kaiming normal, fan-in) initial weights; each box side must divide by 2^(levels-1)."""
+    import torch
+    from monai.networks.nets import UNet
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    network = UNet(spatial_dims=3, in_channels=in_channels, out_channels=1, channels=tuple(channels),
+                   strides=(2,) * (len(channels) - 1), num_res_units=0, norm="instance")
+    for module in network.modules():
+        if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    return network
+
+
+def save_model(path: str | os.PathLike, network: "torch.nn.Module", config: dict) -> Path:
+    """Write the state dict and configuration atomically (no pickled objects: only tensors and plain values)."""
+    import torch
+
+    state = {"format": FORMAT, "config": dict(config),
+             "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple["torch.nn.Module", dict]:
+    """A saved model in eval mode on ``device``, and its configuration; refuses files that need code to load."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("model file not found", path=str(path))
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure is an unreadable model for the user
+        raise InputError("cannot read the model (not a tensors-only PyTorch file)", path=str(path)) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"not a recurrence model file (expected format {FORMAT})", path=str(path))
+    config = state["config"]
+    network = make_unet(config.get("channels", PAPER_CHANNELS), seed=None)
+    network.load_state_dict(state["state_dict"])
+    return network.to(device).eval(), config
