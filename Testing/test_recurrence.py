@@ -126,7 +126,7 @@ def small_samples(seeds, permute_labels=False):
     return samples
 
 
-QUICK = dict(learning_rate=3e-3, max_epochs=25, runs=1, batch_size=2, channels=(8, 16, 32), lr_patience=5,
+QUICK = dict(learning_rate=1e-2, max_epochs=35, runs=1, batch_size=2, channels=(8, 8, 16, 32, 64, 8), lr_patience=10,
              early_stopping_patience=25)
 
 
@@ -139,9 +139,9 @@ def test_a_short_cpu_training_learns_the_planted_relapse(tmp_path):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     path = save_model(tmp_path / "model.pt", result.network, TrainingConfig(**QUICK).to_dict())
     loaded, config = load_model(path)
-    assert config["channels"] == [8, 16, 32]
+    assert config["channels"] == [8, 8, 16, 32, 64, 8]
     assert mean_dice(loaded, validation_set, "cpu") == pytest.approx(result.best_validation_dice)
-    sliding = predict_boxes(loaded, validation_set[:1], roi_size=(16, 16, 16))[0]  # windows smaller than the box
+    sliding = predict_boxes(loaded, validation_set[:1], roi_size=(16, 32, 16))[0]  # windows smaller than the box
     assert sliding.shape == validation_set[0].label.shape and 0 <= sliding.min() and sliding.max() <= 1
 
 
@@ -149,13 +149,13 @@ def test_permuted_relapses_are_not_learned():
     torch.set_num_threads(2)
     train_set = small_samples(range(10, 18), permute_labels=True)
     validation_set = small_samples(range(30, 34))
-    result = train(train_set, validation_set, TrainingConfig(**dict(QUICK, max_epochs=12)), device="cpu")
+    result = train(train_set, validation_set, TrainingConfig(**QUICK), device="cpu")
     assert result.best_validation_dice < 0.35
 
 
 def test_fine_tuning_starts_from_the_given_state_and_bad_files_are_refused(tmp_path):
     train_set, validation_set = small_samples([1, 2]), small_samples([3])
-    start = make_unet((8, 16, 32), seed=123).state_dict()
+    start = make_unet((8, 8, 16, 32, 64, 8), seed=123).state_dict()
     config = TrainingConfig(**dict(QUICK, max_epochs=1, learning_rate=1e-12))
     result = train(train_set, validation_set, config, initial_state=start)
     for key, value in result.network.state_dict().items():

@@ -1,9 +1,10 @@
-"""The recurrence network: MONAI's 3D U-Net, two input channels (CT, PET), instance norm, He initialisation.
+"""The recurrence network: a 3D U-Net with two input channels (CT, PET), instance norm, He initialisation.
 
-The paper's network (a 3D U-Net after Çiçek et al. with instance normalisation, 65 layers,
-"more than 5.6 million" parameters) is matched in size by MONAI's ``UNet`` with channels
-(32, 64, 128, 256, 320): 5.9 million parameters. Saved models are a state dict plus the
-configuration (plain values), read back with ``torch.load(weights_only=True)``.
+The paper used a 3D U-Net after Çiçek et al. (two 3 x 3 x 3 convolutions per level, max-pooling,
+transposed convolutions, skip connections) with instance instead of batch normalisation, "more
+than 5.6 million" parameters. MONAI's ``BasicUNet`` is that design: with its default features
+(32, 32, 64, 128, 256, 32), ReLU and instance norm it has 5.75 million parameters. Saved models
+are a state dict plus the configuration (plain values), read back with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,21 @@ from ..errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PAPER_CHANNELS = (32, 64, 128, 256, 320)
+PAPER_CHANNELS = (32, 32, 64, 128, 256, 32)  # BasicUNet features: 4 poolings, box sides divide by 16
 FORMAT = "rtresponse-recurrence-unet-1"
 
 
 def make_unet(channels=PAPER_CHANNELS, in_channels: int = 2, seed: int | None = 0) -> "torch.nn.Module":
-    """A 3D U-Net with He (Kaiming normal, fan-in) initial weights; each box side must divide by 2^(levels-1)."""
+    """A 3D U-Net with He (Kaiming normal, fan-in) initial weights; each box side must divide by 16."""
     import torch
-    from monai.networks.nets import UNet
+    from monai.networks.nets import BasicUNet
 
+    if len(channels) != 6:
+        raise InputError(f"channels must be the 6 feature counts of a BasicUNet, got {tuple(channels)}")
     if seed is not None:
         torch.manual_seed(seed)
-    network = UNet(spatial_dims=3, in_channels=in_channels, out_channels=1, channels=tuple(channels),
-                   strides=(2,) * (len(channels) - 1), num_res_units=0, norm="instance")
+    network = BasicUNet(spatial_dims=3, in_channels=in_channels, out_channels=1, features=tuple(channels),
+                        act=("relu", {"inplace": True}), norm=("instance", {"affine": True}))
     for module in network.modules():
         if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
