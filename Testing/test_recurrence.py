@@ -165,3 +165,36 @@ def test_fine_tuning_starts_from_the_given_state_and_bad_files_are_refused(tmp_p
         load_model(tmp_path / "junk.pt")
     with pytest.raises(InputError, match="no relapse mask"):
         train([train_set[0].__class__(**{**train_set[0].__dict__, "label": None})], validation_set, config)
+
+
+def test_scene_outputs_have_the_ct_geometry_even_when_the_box_is_padded(scene):
+    from rtresponse import mrml
+    from rtresponse.recurrence.nodes import PREDICTED, predict_in_scene, set_threshold
+
+    ct, pet, gtv, relapse = planted_patient(5)
+    ct_node = mrml.image_to_volume_node(ct, "CT", scene=scene)
+    pet_node = mrml.image_to_volume_node(pet, "PET", scene=scene)
+    segmentation = mrml.new_segmentation_node("contours", ct_node, scene=scene)
+    gtv_id = mrml.mask_to_segment(gtv, segmentation, "GTVp", ct_node)
+    relapse_id = mrml.mask_to_segment(relapse, segmentation, "relapse", ct_node)
+    nodes_before = scene.GetNumberOfNodes()
+    network = make_unet((8, 8, 16, 32, 64, 8), seed=0)
+    nodes = predict_in_scene(ct_node, pet_node, segmentation, gtv_id, network, threshold=0.5,
+                             relapse_segmentation=segmentation, relapse_segment=relapse_id,
+                             box_xyz=(48, 64, 32), scene=scene)  # larger than the 40 x 40 x 20 CT: padded
+    assert scene.GetNumberOfNodes() > nodes_before and mrml.segment_names(segmentation).keys() == {gtv_id, relapse_id}
+    assert nodes.probability.GetImageData().GetDimensions() == ct_node.GetImageData().GetDimensions()
+    np.testing.assert_allclose(nodes.probability.GetSpacing(), ct_node.GetSpacing())
+    np.testing.assert_allclose(nodes.probability.GetOrigin(), ct_node.GetOrigin())
+    probability = mrml.volume_node_to_image(nodes.probability)
+    import SimpleITK as sitk
+
+    values = sitk.GetArrayFromImage(probability)
+    assert 0 <= values.min() and values.max() <= 1
+    low = set_threshold(nodes, ct_node, 0.2)
+    predicted = sitk.GetArrayFromImage(mrml.segment_to_mask(nodes.segmentation, low, ct_node))
+    np.testing.assert_array_equal(predicted != 0, values >= 0.2)
+    assert len(mrml.segment_names(nodes.segmentation)) == 3  # predicted (replaced), SUVmax, GTV
+    table = mrml.table_node_to_dataframe(nodes.metrics)
+    assert list(table.index) == ["CNN", "SUVmax 38%", "GTV"] and table.loc["GTV", "origins_total"] == 1
+    assert PREDICTED in nodes.segment_ids
