@@ -198,3 +198,44 @@ def test_scene_outputs_have_the_ct_geometry_even_when_the_box_is_padded(scene):
     table = mrml.table_node_to_dataframe(nodes.metrics)
     assert list(table.index) == ["CNN", "SUVmax 38%", "GTV"] and table.loc["GTV", "origins_total"] == 1
     assert PREDICTED in nodes.segment_ids
+
+
+def test_split_is_seeded_and_by_patient():
+    from rtresponse.recurrence.study import split_patients
+
+    ids = [f"P{i:02d}" for i in range(37)]  # the paper's 37 patients: 23 / 7 / 7
+    split = split_patients(ids, seed=1)
+    assert [len(split[p]) for p in ("train", "validation", "test")] == [23, 7, 7]
+    assert sorted(sum(split.values(), [])) == ids and split == split_patients(ids, seed=1)
+    assert split != split_patients(ids, seed=2)
+    with pytest.raises(InputError, match="at least 3"):
+        split_patients(ids[:2])
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    import pandas as pd
+
+    from rtresponse.cli import main
+    from rtresponse.sampledata.synthetic import write_cohort
+
+    torch.set_num_threads(2)
+    manifest = write_cohort(tmp_path / "cohort", n_patients=14, seed=0)  # enough recurring patients for 3 parts
+    common = ["--manifest", str(manifest), "--box", "32", "32", "16", "--device", "cpu"]
+    model = tmp_path / "model"
+    assert main(["recurrence", "train", *common, "--epochs", "1", "--runs", "1", "--lr", "0.01", "--out", str(model)]) == 0
+    split = pd.read_csv(model / "split.csv")
+    assert set(split["split"]) == {"train", "validation", "test"}
+    assert {"model.pt", "history.csv", "model_card.json"} <= {p.name for p in model.iterdir()}
+    evaluation = tmp_path / "evaluation"
+    assert main(["recurrence", "evaluate", *common, "--split", str(model / "split.csv"), "--model",
+                 str(model / "model.pt"), "--out", str(evaluation)]) == 0
+    cases = pd.read_csv(evaluation / "cases.csv")
+    assert set(cases["method"]) == {"CNN", "SUVmax threshold", "GTV contour"}
+    assert set(cases["patient_id"]) == set(split.loc[split["split"] == "test", "patient_id"])
+    assert (evaluation / "suvmax_sweep.csv").exists() and (evaluation / "summary.csv").exists()
+    first = split["patient_id"].iloc[0]
+    assert main(["recurrence", "predict", "--manifest", str(manifest), "--model", str(model / "model.pt"),
+                 "--patients", first, "--device", "cpu", "--out", str(tmp_path / "maps")]) == 0
+    assert (tmp_path / "maps" / f"{first}_probability.nrrd").exists()
+    assert main(["recurrence", "evaluate", *common, "--model", str(tmp_path / "none.pt"), "--out", str(evaluation)]) == 2
+    assert "model file not found" in capsys.readouterr().err

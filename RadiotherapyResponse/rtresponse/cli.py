@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from . import cli_recurrence
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
     add_commands(commands)
+    cli_recurrence.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,221 @@
+"""``rtresponse recurrence train|baseline|evaluate|predict``: recurrence volumes from PET/CT (Kutnár et al.)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import RTResponseError
+
+
+def _cohort_and_split(args):
+    import pandas as pd
+
+    from .cohort import load_manifest
+    from .recurrence.study import patients_with_mask, split_patients
+
+    cohort = load_manifest(args.manifest)
+    if getattr(args, "split", None):
+        table = pd.read_csv(args.split, dtype=str)
+        return cohort, {part: table.loc[table["split"] == part, "patient_id"].tolist()
+                        for part in ("train", "validation", "test")}
+    ids = patients_with_mask(cohort, args.relapse)
+    if not ids:
+        raise RTResponseError(f"no patient has a mask_{args.relapse} file")
+    return cohort, split_patients(ids, seed=args.seed)
+
+
+def _box(args, settings: dict | None = None) -> tuple:
+    """--box, else the box the model was trained with, else the paper's."""
+    return tuple(args.box or (settings or {}).get("box_xyz") or DEFAULT_BOX)
+
+
+def _samples(args, cohort, ids, what, label: str | None = "", box=None):
+    from .cli import _Progress
+    from .recurrence.study import load_samples
+
+    progress = _Progress(f"preparing {what} patients")
+    try:
+        samples, failures = load_samples(cohort, ids, args.ct, args.pet, args.gtv,
+                                         args.relapse if label == "" else label, args.brain, box or _box(args),
+                                         progress)
+    finally:
+        progress.close()
+    for pid, reason in failures.items():
+        print(f"  skipped {reason}", file=sys.stderr)
+    return samples
+
+
+def _write_csv(frame, path: Path, index=True) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def _train(args) -> int:
+    import pandas as pd
+    import torch
+
+    from .recurrence import TrainingConfig, load_model, save_model, train
+    from .settings import resolve_device
+
+    cohort, split = _cohort_and_split(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(pd.DataFrame([(pid, part) for part, ids in split.items() for pid in ids],
+                            columns=["patient_id", "split"]), args.out / "split.csv", index=False)
+    train_set = _samples(args, cohort, split["train"], "training")
+    validation_set = _samples(args, cohort, split["validation"], "validation")
+    config = TrainingConfig(learning_rate=args.lr, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
+                            early_stopping_patience=args.patience, max_epochs=args.epochs, batch_size=args.batch_size,
+                            runs=args.runs, amp=args.amp, compile=args.compile, seed=args.seed)
+    initial = load_model(args.init)[0].state_dict() if args.init else None
+    device = resolve_device(args.device)
+
+    def report(record):
+        print(f"run {record['run']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, validation Dice "
+              f"{record['validation_dice']:.4f}, lr {record['lr']:.2g}, {record['seconds']:.1f} s", file=sys.stderr)
+
+    result = train(train_set, validation_set, config, device, initial, progress=report)
+    settings = dict(config.to_dict(), box_xyz=list(_box(args)), label=args.relapse, fine_tuned_from=str(args.init or ""))
+    save_model(args.out / "model.pt", result.network, settings)
+    history = pd.DataFrame(result.history)
+    _write_csv(history, args.out / "history.csv", index=False)
+    card = {"method": "3D U-Net (MONAI BasicUNet), PET/CT, Kutnár et al.", "device": device,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "parameters": sum(p.numel() for p in result.network.parameters()),
+            "best_validation_dice": result.best_validation_dice, "best_run": result.best_run,
+            "best_epoch": result.best_epoch, "seconds_per_epoch": float(history["seconds"].mean()),
+            "patients": {part: len(ids) for part, ids in split.items()}, "settings": settings}
+    (args.out / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"wrote {args.out / 'model.pt'}: best validation Dice {result.best_validation_dice:.3f} "
+          f"(run {result.best_run}, epoch {result.best_epoch})")
+    return 0
+
+
+def _fraction(args, cohort, split) -> float:
+    from .recurrence import sweep_fraction
+
+    if args.fraction is not None:
+        return args.fraction
+    validation = _samples(args, cohort, split["validation"], "validation")
+    best, curve = sweep_fraction((s.pet_suv, s.gtv, s.label, s.brain) for s in validation)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(curve, args.out / "suvmax_sweep.csv", index=False)
+    print(f"SUVmax fraction from the validation sweep: {best:.0%} (mean Dice {curve['mean_dice'].max():.3f})")
+    return best
+
+
+def _baseline(args) -> int:
+    cohort, split = _cohort_and_split(args)
+    _fraction(args, cohort, split)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from .evaluation.segmentation import compare, summarize
+    from .recurrence import load_model
+    from .recurrence.study import compare_methods
+    from .settings import resolve_device
+
+    cohort, split = _cohort_and_split(args)
+    fraction = _fraction(args, cohort, split)
+    device = resolve_device(args.device)
+    network, settings = load_model(args.model, device) if args.model else (None, {})
+    test = _samples(args, cohort, split["test"], "test", box=_box(args, settings))
+    cases = compare_methods(test, fraction, network, device, args.threshold)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(cases, args.out / "cases.csv", index=False)
+    summary = summarize(cases)
+    _write_csv(summary, args.out / "summary.csv")
+    methods = list(summary.index)
+    if len(cases["patient_id"].unique()) >= 2:
+        comparisons = pd.DataFrame([asdict(compare(cases, methods[0], other)) for other in methods[1:]])
+        _write_csv(comparisons, args.out / "comparisons.csv", index=False)
+    print(summary[["patients", "dice_median", "dice_q1", "dice_q3", "volume_cc_median", "origins_included",
+                   "origins_total"]].round(3).to_string())
+    return 0
+
+
+def _predict(args) -> int:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .cohort import load_manifest
+    from .imageio import write_image
+    from .recurrence import load_model, predict_boxes, prediction_to_image
+    from .settings import resolve_device
+
+    cohort = load_manifest(args.manifest)
+    device = resolve_device(args.device)
+    network, settings = load_model(args.model, device)
+    ids = args.patients or cohort.patient_ids
+    args.out.mkdir(parents=True, exist_ok=True)
+    for sample in _samples(args, cohort, ids, "prediction", label=None, box=_box(args, settings)):
+        [probability] = predict_boxes(network, [sample], device)
+        ct = cohort.read_image(sample.patient_id, args.ct)
+        image = prediction_to_image(probability.astype(np.float32), sample, ct)
+        write_image(image, args.out / f"{sample.patient_id}_probability.nrrd")
+        write_image(sitk.Cast(image >= args.threshold, sitk.sitkUInt8), args.out / f"{sample.patient_id}_relapse.nrrd")
+        print(f"{sample.patient_id}: predicted relapse {np.count_nonzero(probability >= args.threshold)} voxels")
+    return 0
+
+
+DEFAULT_BOX = (160, 224, 128)
+
+
+def add_commands(commands) -> None:
+    recurrence = commands.add_parser(
+        "recurrence", help="recurrence volumes from PET/CT: 3D U-Net, SUVmax-threshold and GTV baselines",
+        description="Kutnár et al.: train a 2-channel PET/CT 3D U-Net on relapse volumes (6:2:2 split by patient), "
+                    "choose the SUVmax fraction on the validation patients, and compare the CNN with the "
+                    "SUVmax-threshold and GTV baselines on the test patients.")
+    actions = recurrence.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    common.add_argument("--ct", default="CT", help="CT image name (default CT)")
+    common.add_argument("--pet", default="PET", help="PET image name (default PET)")
+    common.add_argument("--gtv", default="GTVp", help="GTV mask name (default GTVp); the box is centred on it")
+    common.add_argument("--relapse", default="relapse",
+                        help="label mask name (default relapse; a GTV name pre-trains on tumour segmentation)")
+    common.add_argument("--brain", help="brain mask name, removed from the SUVmax-threshold prediction")
+    common.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="box in voxels, sides divisible by 16 (default: the model's, else 160 224 128, the paper's)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the split and the runs (default 0)")
+    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    common.add_argument("--out", required=True, type=Path, help="output folder")
+
+    train = actions.add_parser("train", parents=[common], help="train the U-Net (best of --runs on validation)")
+    train.add_argument("--epochs", type=int, default=500, help="maximum epochs per run (default 500)")
+    train.add_argument("--runs", type=int, default=5, help="runs from different seeds, best kept (paper 5)")
+    train.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (paper 0.1)")
+    train.add_argument("--lr-factor", type=float, default=0.05, help="plateau reduction factor (paper 0.05)")
+    train.add_argument("--lr-patience", type=int, default=10, help="plateau patience in epochs (paper 10)")
+    train.add_argument("--patience", type=int, default=60, help="early-stopping patience in epochs (paper 60)")
+    train.add_argument("--batch-size", type=int, default=2, help="(paper 2)")
+    train.add_argument("--init", type=Path, help="fine-tune: start from this model (e.g. one trained on the GTV)")
+    train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
+    train.add_argument("--compile", action="store_true", help="torch.compile the network (GPU)")
+    train.set_defaults(func=_train)
+
+    for name, func, text in (("baseline", _baseline, "sweep the SUVmax fraction 1-100 %% on the validation patients"),
+                             ("evaluate", _evaluate, "compare CNN, SUVmax threshold and GTV on the test patients")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("--split", type=Path, help="split.csv written by train (default: the seeded split)")
+        action.add_argument("--fraction", type=float, help="SUVmax fraction (default: the validation sweep)")
+        if name == "evaluate":
+            action.add_argument("--model", type=Path, help="model.pt written by train (omit: baselines only)")
+            action.add_argument("--threshold", type=float, default=0.5, help="CNN probability threshold")
+        action.set_defaults(func=func)
+
+    predict = actions.add_parser("predict", parents=[common], help="probability map and relapse mask per patient")
+    predict.add_argument("--model", required=True, type=Path, help="model.pt written by train")
+    predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
+    predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the mask")
+    predict.set_defaults(func=_predict)
