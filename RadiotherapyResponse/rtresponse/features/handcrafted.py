@@ -147,28 +147,11 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
     A segment that fails (empty, say) gets its reason in ``status`` and the others complete.
     ``should_cancel`` is polled between segments; returning True raises :class:`Cancelled`.
     """
-    import pandas as pd
+    from .segments import measure_segments
 
-    from .. import mrml
-
-    names = mrml.segment_names(segmentation_node)
-    image = mrml.volume_node_to_image(volume_node)  # once: every segment is measured on this volume
-    rows, index = [], []
-    for done, segment_id in enumerate(segment_ids, start=1):
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("feature extraction cancelled")
-        try:
-            mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
-            row = extract(image, mask, settings).to_dict()
-            row[STATUS] = "ok"
-        except InputError as error:
-            row = {STATUS: error.problem}
-        rows.append(row)
-        index.append(names.get(segment_id, segment_id))
-        if progress:
-            progress(done, len(segment_ids))
-    frame = pd.DataFrame(rows, index=pd.Index(index, name="segment"))
-    return frame[[c for c in frame.columns if c != STATUS] + [STATUS]]
+    return measure_segments(volume_node, segmentation_node, segment_ids,
+                            lambda image, mask: extract(image, mask, settings).to_dict(),
+                            Cancelled("feature extraction cancelled"), progress, should_cancel)
 
 
 # --------------------------------------------------------------------------- cohorts

@@ -91,7 +91,6 @@ def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.Path
                  level: float = 50.0, width: float = 350.0, context: str = "mask", seed: int = 0,
                  weights_folder=None) -> tuple[np.ndarray, SliceCrop]:
     """Grad-CAM (size, size) in [0, 1] on the preprocessed max-area slice, and that slice."""
-    import torch
     import torch.nn.functional as F
     from monai.visualize import GradCAM
 

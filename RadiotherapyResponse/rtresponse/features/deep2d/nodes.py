@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ...errors import InputError
 from ...settings import resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
-from .extraction import STATUS, Cancelled, extract, feature_names
+from .extraction import Cancelled, extract, feature_names
 from .gradcam import Target, gradcam
 from .networks import load_network
 
@@ -25,32 +25,16 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
     Z-scoring needs a cohort: apply :func:`~.extraction.zscore` with a cohort's statistics.
     ``options`` are those of :func:`~.extraction.extract`. A failing segment keeps its row.
     """
-    import pandas as pd
+    from ..segments import measure_segments
 
-    from ... import mrml
-
-    names = mrml.segment_names(segmentation_node)
-    image = mrml.volume_node_to_image(volume_node)
-    columns = feature_names(model)
     device = resolve_device(device)
     # Weights problems are the same for every segment: fail once, with their message, before any segment.
     load_network(model, weights, options.get("seed", 0), options.get("weights_folder"), device)
-    rows, index = [], []
-    for done, segment_id in enumerate(segment_ids, start=1):
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("deep feature extraction cancelled")
-        try:
-            mask = mrml.segment_to_mask(segmentation_node, segment_id, volume_node)
-            row = dict(zip(columns, extract(image, mask, model, weights, device, **options)))
-            row[STATUS] = "ok"
-        except InputError as error:
-            row = {STATUS: error.problem}
-        rows.append(row)
-        index.append(names.get(segment_id, segment_id))
-        if progress:
-            progress(done, len(segment_ids))
-    frame = pd.DataFrame(rows, index=pd.Index(index, name="segment"), columns=columns + [STATUS])
-    return frame
+    columns = feature_names(model)
+    return measure_segments(
+        volume_node, segmentation_node, segment_ids,
+        lambda image, mask: dict(zip(columns, extract(image, mask, model, weights, device, **options))),
+        Cancelled("deep feature extraction cancelled"), progress, should_cancel, columns)
 
 
 def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: str = PAPER_DEFAULT,
