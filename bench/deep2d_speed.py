@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "RadiotherapyResponse"))
 
 from rtresponse.features.deep2d import MODELS, build, to_input  # noqa: E402
-from rtresponse.features.deep2d.extraction import _autocast  # noqa: E402
+from rtresponse.settings import autocast  # noqa: E402
 
 
 def images_per_second(name: str, device: str, batch_size: int, repeats: int, amp: bool) -> tuple[float, float]:
@@ -31,7 +31,7 @@ def images_per_second(name: str, device: str, batch_size: int, repeats: int, amp
     crops = list(np.random.default_rng(0).random((batch_size, 100, 100), dtype=np.float32))
 
     def once():
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             out = network(to_input(crops, spec, device))
         if device == "cuda":
             torch.cuda.synchronize()

@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "RadiotherapyResponse"))
 
 from rtresponse.recurrence import BOX_XYZ, PAPER_CHANNELS, TrainingConfig, make_unet  # noqa: E402
-from rtresponse.recurrence.training import _autocast  # noqa: E402
+from rtresponse.settings import autocast  # noqa: E402
 
 
 def main() -> None:
@@ -54,13 +54,13 @@ def main() -> None:
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, args.amp):
+        with autocast(device, args.amp):
             loss = loss_function(step_network(images).float(), labels)
         loss.backward()
         optimizer.step()
 
     def infer_one():
-        with torch.inference_mode(), _autocast(device, args.amp):
+        with torch.inference_mode(), autocast(device, args.amp):
             torch.sigmoid(network(images[:1]).float()).cpu()
 
     train_step()  # warm-up (and compilation)

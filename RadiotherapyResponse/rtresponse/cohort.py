@@ -146,8 +146,12 @@ class Cohort:
         except InputError as error:
             raise InputError(error.problem, patient=patient_id, column=f"image_{name}", path=str(path)) from None
 
-    def read_mask(self, patient_id: str, name: str, image: str | None = None) -> "sitk.Image":
-        """Mask ``name`` as uint8 on the grid of image ``image`` (default: the first image it fits)."""
+    def read_mask(self, patient_id: str, name: str, image: str | None = None,
+                  reference: "sitk.Image | None" = None) -> "sitk.Image":
+        """Mask ``name`` as uint8 on the grid of image ``image`` (default: the first image it fits).
+
+        ``reference``: image ``image`` when the caller has already read it (saves reading it again).
+        """
         from .imageio import align_mask, read_mask
 
         column = f"mask_{name}"
@@ -165,9 +169,9 @@ class Cohort:
         candidates = [image] if image else [n for n in self.image_names if self.table.at[patient_id, f"image_{n}"]]
         problems = []
         for candidate in candidates:
-            reference = self.read_image(patient_id, candidate)
+            grid = reference if reference is not None and candidate == image else self.read_image(patient_id, candidate)
             try:
-                return align_mask(mask, reference)
+                return align_mask(mask, grid)
             except InputError as error:
                 problems.append(f"image_{candidate}: {error.problem}")
         if not candidates:

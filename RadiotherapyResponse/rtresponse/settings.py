@@ -82,3 +82,19 @@ def resolve_device(device: str = "auto") -> str:
     if device == "cuda" and not available:
         raise InputError("device 'cuda' was requested but PyTorch sees no CUDA GPU; choose 'cpu' or 'auto'")
     return "cuda" if available else "cpu"
+
+
+def autocast(device: str, amp: bool):
+    """Mixed-precision context for ``device`` when ``amp``, else a no-op context.
+
+    bfloat16 keeps float32's range (float16 overflowed in some networks, bench/deep2d_gpu_check.py);
+    float16 only on GPUs without bfloat16.
+    """
+    import contextlib
+
+    if not amp:
+        return contextlib.nullcontext()
+    import torch
+
+    half = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    return torch.autocast(device_type=device, dtype=half)

@@ -167,7 +167,7 @@ def _patient_rows(cohort: "Cohort", patient_id: str, images: Sequence[str], mask
     try:
         loaded = {name: cohort.read_image(patient_id, name) for name in images}
         for mask_name in masks:
-            mask = cohort.read_mask(patient_id, mask_name, image=images[0])
+            mask = cohort.read_mask(patient_id, mask_name, image=images[0], reference=loaded[images[0]])
             variants = [(mask_name if len(masks) > 1 else "original", mask)]
             if perturbations:
                 from .perturbation import perturbed_masks

@@ -51,16 +51,19 @@ def _mask_of(segmentation_node, segment_id, volume_node, role):
         raise InputError(f"{role} segment '{segment_id}': {error.problem}", node=segmentation_node.GetName()) from None
 
 
-def set_threshold(nodes: RecurrenceNodes, ct_node, threshold: float) -> str:
-    """Replace the predicted-relapse segment by the probability map at ``threshold`` (the dose-painting slider)."""
+def _thresholded(probability: "sitk.Image", threshold: float) -> "sitk.Image":
     import SimpleITK as sitk
 
+    return sitk.Cast(probability >= float(threshold), sitk.sitkUInt8)
+
+
+def set_threshold(nodes: RecurrenceNodes, ct_node, threshold: float) -> str:
+    """Replace the predicted-relapse segment by the probability map at ``threshold`` (the dose-painting slider)."""
     from .. import mrml
 
     if not 0 < threshold < 1:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
-    probability = mrml.volume_node_to_image(nodes.probability)
-    mask = sitk.Cast(probability >= float(threshold), sitk.sitkUInt8)
+    mask = _thresholded(mrml.volume_node_to_image(nodes.probability), threshold)
     old = nodes.segment_ids.get(PREDICTED)
     if old:
         nodes.segmentation.GetSegmentation().RemoveSegment(old)
@@ -97,7 +100,7 @@ def predict_in_scene(ct_node, pet_node, gtv_segmentation, gtv_segment, network=N
         nodes.probability = mrml.image_to_volume_node(probability, f"{name} probability", scene=scene)
         _show_probability(nodes.probability)
         set_threshold(nodes, ct_node, threshold)
-        predictions["CNN"] = mrml.segment_to_mask(segmentation, nodes.segment_ids[PREDICTED], ct_node)
+        predictions["CNN"] = _thresholded(probability, threshold)
     suv = suvmax_threshold(pet, gtv, fraction, brain)
     label = f"SUVmax {fraction:.0%}"
     nodes.segment_ids[label] = mrml.mask_to_segment(suv, segmentation, label, ct_node, color=(1.0, 0.8, 0.1))

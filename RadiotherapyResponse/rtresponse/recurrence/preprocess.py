@@ -137,7 +137,7 @@ def prepare_patient(cohort: "Cohort", patient_id: str, ct: str = "CT", pet: str 
             empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
             empty.CopyInformation(image)
             return empty
-        return cohort.read_mask(patient_id, name, image=ct)
+        return cohort.read_mask(patient_id, name, image=ct, reference=image)
 
     try:
         return prepare(image, cohort.read_image(patient_id, pet), mask(gtv), mask(label), mask(brain), box_xyz,

@@ -10,7 +10,6 @@ epochs and runs.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, RTResponseError
 from ..evaluation.segmentation import dice
+from ..settings import autocast
 from .model import PAPER_CHANNELS, make_unet
 from .preprocess import Sample
 
@@ -64,12 +64,6 @@ class TrainingResult:
     history: list = field(default_factory=list)  # one dict per run and epoch
 
 
-def _autocast(device: str, amp: bool):
-    import torch
-
-    return torch.autocast(device_type=device, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-
-
 def _batch(samples: Sequence[Sample], indices, device: str, rng: np.random.Generator | None, flip: float):
     import torch
 
@@ -91,7 +85,7 @@ def predict_boxes(network, samples: Sequence[Sample], device: str = "cpu", amp: 
 
     network.eval()
     out = []
-    with torch.inference_mode(), _autocast(device, amp):
+    with torch.inference_mode(), autocast(device, amp):
         for sample in samples:
             x = torch.from_numpy(sample.image[None]).to(device)
             window = tuple(roi_size or sample.image.shape[1:])
@@ -152,7 +146,7 @@ def train(train_samples: Sequence[Sample], validation_samples: Sequence[Sample],
                 images, labels = _batch(train_samples, order[first:first + config.batch_size], device, rng,
                                         config.flip_probability)
                 optimizer.zero_grad(set_to_none=True)
-                with _autocast(device, config.amp):
+                with autocast(device, config.amp):
                     loss = loss_function(step(images).float(), labels)
                 loss.backward()
                 optimizer.step()

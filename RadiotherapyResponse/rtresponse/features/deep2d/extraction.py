@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ...errors import InputError, RTResponseError
 from ...imaging import tumour_slices
-from ...settings import resolve_device
+from ...settings import autocast, resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
 from .networks import load_network, to_input
 
@@ -31,16 +30,6 @@ def feature_names(model: str) -> list[str]:
     return [f"{model_spec(model).name}_{i:04d}" for i in range(N_FEATURES)]
 
 
-def _autocast(device: str, amp: bool):
-    import torch
-
-    if not amp:
-        return contextlib.nullcontext()
-    # bfloat16 keeps float32's range: float16 overflowed in some networks (bench/deep2d_gpu_check.py)
-    half = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
-    return torch.autocast(device_type=device, dtype=half)
-
-
 def network_outputs(crops: list[np.ndarray], model: str, weights="imagenet", device: str = "cpu",
                     amp: bool = False, seed: int = 0, weights_folder=None) -> np.ndarray:
     """(len(crops), 1000) float32 outputs of the frozen network for preprocessed crops."""
@@ -48,7 +37,7 @@ def network_outputs(crops: list[np.ndarray], model: str, weights="imagenet", dev
 
     spec = model_spec(model)
     network = load_network(spec, weights, seed, weights_folder, device)
-    with torch.inference_mode(), _autocast(device, amp):
+    with torch.inference_mode(), autocast(device, amp):
         outputs = network(to_input(crops, spec, device))
     outputs = outputs.float().cpu().numpy()
     if outputs.shape[1] != N_FEATURES:
@@ -95,7 +84,7 @@ def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -
 
 def _patient_crops(cohort: "Cohort", pid: str, image: str, mask: str, options: dict) -> list[np.ndarray]:
     ct = cohort.read_image(pid, image)
-    gtv = cohort.read_mask(pid, mask, image=image)
+    gtv = cohort.read_mask(pid, mask, image=image, reference=ct)
     try:
         return [crop.pixels for crop in tumour_slices(ct, gtv, **options)]
     except InputError as error:
