@@ -10,7 +10,8 @@ The signal: two latent per-patient scores drive both images and outcomes.
 ``z_het`` (intra-tumour heterogeneity)
     sets the amplitude of the tumour texture on CT and MR; it drives ``outcome_response``
     (non-response when high), the early regression rate (boost GTV), and residual tumour
-    after CCRT / IC+CCRT (``outcome_residual_CCRT``, ``outcome_residual_IC_CCRT``).
+    after CCRT / IC+CCRT (``outcome_residual_CCRT``, ``outcome_residual_IC_CCRT``; the regimen
+    the patient received is ``clin_regimen`` and its outcome ``outcome_residual``).
 ``z_hot`` (metabolic hot spot)
     sets the SUV of a hot sub-volume inside the GTV; it drives ``outcome_recurrence``, and the
     relapse volume grows from that hot sub-volume.
@@ -164,6 +165,9 @@ def _patient(rng: np.random.Generator, index: int, size, signal: float, out: Pat
     n_stage = int(0 if not has_node else rng.integers(1, 4))
     hpv = "" if rng.random() < 0.1 else ("positive" if rng.random() < _sigmoid(0.4 * (response - 0.5)) else "negative")
     hemoglobin = "" if rng.random() < 0.08 else f"{rng.normal(13.2 - 0.3 * signal * z_het, 1.3):.1f}"
+    # the regimen the patient received (drawn last so earlier draws keep their values) and its outcome
+    regimen = "IC+CCRT" if rng.random() < 0.5 else "CCRT"
+    residual = residual_ic if regimen == "IC+CCRT" else residual_ccrt
 
     folder = out / pid
     write_image(_image(ct, CT_SPACING, origin, np.int16), folder / "CT.nrrd")
@@ -186,9 +190,10 @@ def _patient(rng: np.random.Generator, index: int, size, signal: float, out: Pat
         "mask_GTVp": f"{pid}/GTV.seg.nrrd", "mask_GTVn": f"{pid}/GTV.seg.nrrd" if "GTVn" in masks else "",
         "mask_GTVp_boost": f"{pid}/GTVp_boost.nrrd", "mask_relapse": f"{pid}/relapse.nrrd" if recurrence else "",
         "clin_age": str(age), "clin_sex": sex, "clin_T_stage": str(t_stage), "clin_N_stage": str(n_stage),
-        "clin_HPV": hpv, "clin_hemoglobin": hemoglobin, "clin_treatment_days": str(days),
+        "clin_HPV": hpv, "clin_hemoglobin": hemoglobin, "clin_treatment_days": str(days), "clin_regimen": regimen,
         "outcome_response": str(response), "outcome_recurrence": str(recurrence),
         "outcome_residual_CCRT": str(residual_ccrt), "outcome_residual_IC_CCRT": str(residual_ic),
+        "outcome_residual": str(residual),
     }
     return Patient(pid, float(z_het), float(z_hot), row)
 
