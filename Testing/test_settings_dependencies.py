@@ -55,8 +55,8 @@ def test_install_missing_routes_torch_to_the_torch_installer():
                                         install_torch=lambda: torch_calls.append(True),
                                         is_installed=installed.__contains__)
     assert torch_calls == [True]
-    assert pip_calls == ["timm>=1.0,<2", "monai>=1.4,<2"]
-    assert done == ["torch", "timm>=1.0,<2", "monai>=1.4,<2"]
+    assert pip_calls == ["timm>=1.0,<2", "monai>=1.4,<2", "optuna>=4,<6"]
+    assert done == ["torch", "timm>=1.0,<2", "monai>=1.4,<2", "optuna>=4,<6"]
     assert not any("torch" in call for call in pip_calls)
 
 

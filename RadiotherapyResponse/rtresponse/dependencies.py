@@ -37,6 +37,7 @@ REQUIREMENTS = (
     Requirement("torchvision", "torchvision==0.29.1", "deep", torch=True),
     Requirement("timm", "timm>=1.0,<2", "deep"),
     Requirement("monai", "monai>=1.4,<2", "deep"),
+    Requirement("optuna", "optuna>=4,<6", "deep"),  # I3D head hyper-parameter search
 )
 GROUPS = tuple(dict.fromkeys(r.group for r in REQUIREMENTS))
 
