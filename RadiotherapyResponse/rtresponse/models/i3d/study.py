@@ -215,4 +215,6 @@ def clinical_shapley(network, image_features: dict, explained: "pd.DataFrame", b
             return predict_proba(network, np.repeat(image, len(frame), axis=0), frame.to_numpy(dtype=np.float32))
 
         rows.append(shapley_values(predict, explained.loc[[pid]], background, features=players))
-    return pd.concat(rows)
+    values = pd.concat(rows)
+    values.attrs["base_values"] = tuple(b for row in rows for b in row.attrs["base_values"])
+    return values

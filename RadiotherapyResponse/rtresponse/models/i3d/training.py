@@ -51,9 +51,10 @@ class HeadResult:
 def _tensors(image, clinical, y, device):
     import torch
 
-    image_t = torch.as_tensor(np.asarray(image, np.float32), device=device)
-    clinical_t = None if clinical is None else torch.as_tensor(np.asarray(clinical, np.float32), device=device)
-    y_t = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
+    # torch.tensor copies: pandas may hand over read-only arrays
+    image_t = torch.tensor(np.asarray(image, np.float32), device=device)
+    clinical_t = None if clinical is None else torch.tensor(np.asarray(clinical, np.float32), device=device)
+    y_t = None if y is None else torch.tensor(np.asarray(y), dtype=torch.long, device=device)
     return image_t, clinical_t, y_t
 
 

@@ -1,0 +1,177 @@
+"""``rtresponse i3d train|predict``: inflated-3D ResNet-50 radiomics fused with clinical factors (Jeong et al.)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _volume_config(args):
+    from .models.i3d.preprocess import VolumeConfig
+
+    return VolumeConfig(sequences=tuple(args.sequences), mask=args.mask, spacing_xyz=tuple(args.spacing),
+                        shape_xyz=tuple(args.shape), margin_mm=args.margin, mode=args.mode)
+
+
+def _outcome(cohort, name: str, positive):
+    from .errors import InputError
+    from .models.study import parse_positive
+
+    outcomes = cohort.outcomes()
+    if name not in outcomes.columns:
+        raise InputError(f"no outcome '{name}' in the manifest (outcome_ columns: {', '.join(outcomes.columns)})")
+    values = outcomes[name].dropna()
+    chosen = parse_positive(positive, values) if positive is not None else (1 if 1 in set(values) else None)
+    if chosen is None:
+        raise InputError(f"name the positive class of outcome '{name}' with --positive")
+    return (values == chosen).astype(int), chosen
+
+
+def _train(args) -> int:
+    import json
+
+    from .cli import _Progress
+    from .cohort import load_manifest
+    from .models.i3d.backbone import i3d_resnet50
+    from .models.i3d.features import cohort_features
+    from .models.i3d.outputs import backbone_weights, write_study
+    from .models.i3d.study import run_study
+    from .models.i3d.training import HeadConfig
+    from .settings import resolve_device
+
+    cohort = load_manifest(args.manifest)
+    config = _volume_config(args)
+    device = resolve_device(args.device)
+    outcome, positive = _outcome(cohort, args.outcome, args.positive)
+    weights = backbone_weights(args.weights)
+    progress = _Progress("I3D features")
+    try:
+        features = cohort_features(cohort, config, list(outcome.index), weights=weights,
+                                   weights_folder=args.weights_folder, cache=args.out / "i3d_features.npz",
+                                   augment_copies=args.augment_copies, device=device, amp=args.amp, seed=args.seed,
+                                   progress=progress)
+    finally:
+        progress.close()
+    for problem in features.failures.values():
+        print(f"  skipped {problem}", file=sys.stderr)
+    clinical = None
+    if not args.no_clinical:
+        clinical = cohort.clinical()
+        if args.clinical:
+            clinical = clinical[args.clinical]
+    head = HeadConfig(learning_rate=args.lr, batch_size=args.batch_size, hidden=args.hidden,
+                      clinical_hidden=args.clinical_hidden, dropout=args.dropout, max_epochs=args.epochs,
+                      patience=args.patience, seed=args.seed)
+    study = run_study(features, outcome, clinical, n_factors=args.factors, test_size=args.test_size,
+                      validation_size=args.validation_size, head=head, tune_trials=args.trials,
+                      sampler=args.sampler, seed=args.seed, device=device)
+    metadata = {"volume": config.to_dict(), "weights": args.weights, "seed": args.seed, "depth_stride": "same",
+                "outcome": args.outcome, "positive": str(positive), "head": head.to_dict()}
+    backbone = i3d_resnet50(weights, args.weights_folder, args.seed).to(device)
+    write_study(study, args.out, metadata, backbone=backbone, device=device)
+    if args.handcrafted:
+        _compare_with_handcrafted(args, study, outcome)
+    print(study.metrics_table()[["model", "auc", "auc_low", "auc_high", "balanced_accuracy", "brier"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"results in {args.out}")
+    return 0
+
+
+def _compare_with_handcrafted(args, study, outcome) -> None:
+    """The handcrafted SVM (RFE, 20 features, tuned SVM: the paper's HCR model) on the same split, then DeLong/NRI/IDI."""
+    import pandas as pd
+
+    from .atomic import atomic_path
+    from .models.study import feature_table
+    from .models.validation import compare_on_test, split_validation
+
+    table = feature_table(args.handcrafted, "handcrafted")
+    ids = [pid for pid in study.train_ids + study.validation_ids + study.test_ids if pid in table.index]
+    X, y = table.loc[ids], outcome[ids].to_numpy()
+    positions = {pid: n for n, pid in enumerate(ids)}
+    train = [positions[p] for p in study.train_ids + study.validation_ids if p in positions]
+    test = [positions[p] for p in study.test_ids if p in positions]
+    hcr = split_validation(X, y, selector="rfe", k=min(20, X.shape[1]), split=(train, test), tuned_svm=True)
+    rows = [{"model": "HCR (MR)", **hcr.metrics}]
+    comparisons = []
+    for name, model in study.models.items():
+        if model.split.test_ids != hcr.test_ids:
+            print(f"  {name}: handcrafted features miss some test patients; no paired comparison", file=sys.stderr)
+            continue
+        comparisons.append({"comparison": f"HCR (MR) vs {name}", **compare_on_test(hcr, model.split)})
+    for frame, name in ((pd.DataFrame(rows), "handcrafted_metrics.csv"), (pd.DataFrame(comparisons), "comparisons.csv")):
+        with atomic_path(args.out / name) as tmp:
+            frame.to_csv(tmp, index=False)
+
+
+def _predict(args) -> int:
+    from .atomic import atomic_path
+    from .cohort import load_manifest
+    from .models.i3d.outputs import predict_patients
+    from .settings import resolve_device
+
+    cohort = load_manifest(args.manifest)
+    table = predict_patients(args.model, cohort, args.patients, args.weights_folder, resolve_device(args.device))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0 if (table["status"] == "ok").any() else 2
+
+
+def add_commands(commands) -> None:
+    i3d = commands.add_parser(
+        "i3d", help="inflated-3D ResNet-50 radiomics from MR, fused with clinical factors",
+        description="Jeong et al.: a frozen ImageNet ResNet-50 inflated to 3D reads the tumour volume from one or "
+                    "more MR sequences; a small head (with a clinical-factor branch) is trained on its cached "
+                    "features and judged on a held-out test set.")
+    actions = i3d.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    common.add_argument("--weights-folder", type=Path, help="where ImageNet weights files are looked up")
+    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    train = actions.add_parser("train", parents=[common], help="features, LASSO clinical factors, heads, test metrics")
+    train.add_argument("--outcome", required=True, help="outcome name (manifest column outcome_<NAME>)")
+    train.add_argument("--positive", help="the positive class (default 1; the paper: non-complete response)")
+    train.add_argument("--sequences", nargs="+", default=["T1", "T2"], help="MR image names (default T1 T2)")
+    train.add_argument("--mask", default="GTVp", help="tumour mask name (default GTVp)")
+    train.add_argument("--mode", default="channels", choices=("channels", "streams"),
+                       help="sequences as RGB channels of one pass, or one pass each (default channels)")
+    train.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 3.0), metavar=("X", "Y", "Z"),
+                       help="voxel size in mm (default 1.5 1.5 3)")
+    train.add_argument("--shape", type=int, nargs=3, default=(96, 96, 24), metavar=("X", "Y", "Z"),
+                       help="input size in voxels around the tumour (default 96 96 24)")
+    train.add_argument("--margin", type=float, default=10.0, help="margin around the tumour box in mm (default 10)")
+    train.add_argument("--weights", default="imagenet",
+                       help="backbone weights: imagenet (a local file, see `rtresponse weights where`), random, "
+                            "or a file")
+    train.add_argument("--augment-copies", type=int, default=0, help="augmented feature copies per training patient")
+    train.add_argument("--clinical", nargs="*", help="clinical factors to choose from (default: all clin_ columns)")
+    train.add_argument("--no-clinical", action="store_true", help="image-only model")
+    train.add_argument("--factors", type=int, default=3, help="clinical factors kept by LASSO (paper 3)")
+    train.add_argument("--trials", type=int, default=0, help="Optuna trials (paper 100; 0 = no search)")
+    train.add_argument("--sampler", default="random", choices=("random", "tpe"), help="Optuna sampler (paper random)")
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 1e-3)")
+    train.add_argument("--batch-size", type=int, default=8, help="(paper 8)")
+    train.add_argument("--hidden", type=int, default=256, help="units of the fusion layer (default 256)")
+    train.add_argument("--clinical-hidden", type=int, default=64, help="units of the clinical branch (default 64)")
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--epochs", type=int, default=300, help="maximum epochs (default 300)")
+    train.add_argument("--patience", type=int, default=30, help="early-stopping patience in epochs (default 30)")
+    train.add_argument("--test-size", type=float, default=1 / 3, help="test fraction (default 1/3)")
+    train.add_argument("--validation-size", type=float, default=0.2, help="validation fraction of the rest")
+    train.add_argument("--handcrafted", type=Path,
+                       help="handcrafted feature CSV: also fit the paper's HCR SVM on the same split and compare "
+                            "(DeLong, NRI, IDI)")
+    train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the backbone")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, type=Path, help="output folder")
+    train.set_defaults(func=_train)
+
+    predict = actions.add_parser("predict", parents=[common], help="probability per patient from a saved model")
+    predict.add_argument("--model", required=True, type=Path, help="dlr_mr.pt or dlr_mr_cf.pt written by train")
+    predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
+    predict.add_argument("--out", required=True, type=Path, help="CSV to write")
+    predict.set_defaults(func=_predict)
