@@ -144,3 +144,36 @@ def predict_patients(model_path: str | os.PathLike, cohort, patient_ids=None, we
 def backbone_weights(text: str):
     """The ``weights`` argument of the backbone from its CLI/metadata spelling: imagenet, random or a file."""
     return None if text == "random" else text
+
+
+def predict_images(model_path: str | os.PathLike, images, mask, clinical: dict | None = None,
+                   weights_folder=None, device: str = "cpu") -> dict:
+    """One patient from images in memory (e.g. the Slicer scene's volumes): probability and label.
+
+    ``images``: SimpleITK images by sequence name (the model's sequences); ``mask``: the tumour
+    mask; ``clinical``: {factor: value} for a model with clinical factors (missing factors are
+    'unknown' / the training median).
+    """
+    import pandas as pd
+
+    from ...errors import InputError
+    from .backbone import i3d_resnet50
+    from .features import extract
+    from .preprocess import volume_input
+
+    network, info = load_head(model_path, device)
+    config = VolumeConfig.from_dict(info["volume"])
+    volume = volume_input(images, mask, config)
+    backbone = i3d_resnet50(backbone_weights(info["weights"]), weights_folder, info.get("seed", 0),
+                            info.get("depth_stride", "same")).to(device)
+    features = extract(backbone, volume, device)[None]
+    encoded = None
+    if info.get("clinical"):
+        encoding = ClinicalEncoding(**info["clinical"])
+        if clinical is None:
+            raise InputError(f"this model needs the clinical factors {', '.join(encoding.factors)}")
+        row = pd.DataFrame([{f: clinical.get(f) for f in encoding.factors}], index=["patient"])
+        encoded = encoding.encode(row.infer_objects()).to_numpy()
+    probability = float(predict_proba(network, features, encoded, device)[0])
+    return {"probability": probability, "predicted": int(probability >= info["cutoff"]), "cutoff": info["cutoff"],
+            "outcome": info.get("outcome"), "positive": info.get("positive"), "model": info.get("model")}

@@ -66,14 +66,23 @@ class VolumeConfig:
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
-def transforms(config: VolumeConfig, augment: bool = False):
-    """The MONAI ``Compose`` from a dict {sequence: (1, z, y, x) MetaTensor, "mask": ...} to cropped, scaled arrays."""
+def transforms(config: VolumeConfig, augment: bool = False, source_spacing_xyz=None):
+    """The MONAI ``Compose`` from a dict {sequence: (1, z, y, x) MetaTensor, "mask": ...} to cropped, scaled arrays.
+
+    With ``source_spacing_xyz`` (the images' voxel size) a first, generous crop around the mask
+    keeps the resampling to the region that can reach the output (whole scans are slow to resample).
+    """
     from monai import transforms as mt
 
     keys = list(config.sequences)
     spacing_zyx = tuple(float(s) for s in config.spacing_xyz[::-1])
     margin = [int(np.ceil(config.margin_mm / s)) for s in spacing_zyx]
-    steps = [
+    steps = []
+    if source_spacing_xyz is not None:
+        reach_mm = [n * s / 2 + config.margin_mm for n, s in zip(config.shape_xyz[::-1], spacing_zyx)]
+        coarse = [int(np.ceil(r / s)) + 2 for r, s in zip(reach_mm, source_spacing_xyz[::-1])]
+        steps.append(mt.CropForegroundd(keys=keys + ["mask"], source_key="mask", margin=coarse, allow_smaller=True))
+    steps += [
         mt.Spacingd(keys=keys + ["mask"], pixdim=spacing_zyx, mode=["bilinear"] * len(keys) + ["nearest"]),
         mt.CropForegroundd(keys=keys + ["mask"], source_key="mask", margin=margin, allow_smaller=True),
         mt.ResizeWithPadOrCropd(keys=keys + ["mask"], spatial_size=tuple(config.shape_xyz[::-1])),
@@ -135,7 +144,7 @@ def volume_input(images: Mapping[str, object] | Sequence, mask, config: VolumeCo
     data = {name: _meta_tensor(_on_grid(sitk.Cast(named[name], sitk.sitkFloat32), reference, nearest=False))
             for name in config.sequences}
     data["mask"] = _meta_tensor(mask)
-    pipeline = transforms(config, augment)
+    pipeline = transforms(config, augment, source_spacing_xyz=reference.GetSpacing())
     if augment:
         pipeline.set_random_state(seed=0 if seed is None else int(seed))
     result = pipeline(data)
