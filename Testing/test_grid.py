@@ -73,3 +73,26 @@ def test_heatmap_is_written(planted, tmp_path):
     table = run_grid(X, y, selectors=("wilcoxon",), classifiers=("nb",), k=3, n_bootstrap=5, forward=False).table
     heatmap(table, tmp_path / "grid.png")
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parallel_cells_give_the_same_grid(planted):
+    X, y = planted
+    kwargs = dict(selectors=("wilcoxon", "chi2"), classifiers=("rf", "svm", "nb"), k=3, n_bootstrap=8)
+    serial, parallel = run_grid(X, y, n_jobs=1, **kwargs), run_grid(X, y, n_jobs=2, **kwargs)
+    pd.testing.assert_frame_equal(serial.table, parallel.table)
+    for key, values in serial.per_bootstrap.items():
+        np.testing.assert_array_equal(values, parallel.per_bootstrap[key])
+
+
+def test_labels_from_probabilities_equal_predict(planted):
+    from sklearn.base import clone
+
+    from rtresponse.evaluation.bootstrap import _scores_and_labels
+    from rtresponse.models.grid import _with_imputer
+
+    X, y = planted
+    for name in ("rf", "svm", "knn", "nb"):
+        model = clone(_with_imputer(make_classifier(name))).fit(X.iloc[:30], y[:30])
+        scores, labels = _scores_and_labels(model, X.iloc[30:])
+        np.testing.assert_array_equal(labels, model.predict(X.iloc[30:]))
+        np.testing.assert_array_equal(scores, model.predict_proba(X.iloc[30:])[:, 1])

@@ -108,6 +108,21 @@ def decision_scores(fitted, X) -> np.ndarray:
     raise InputError(f"{type(fitted).__name__} gives neither probabilities nor a decision function")
 
 
+# classifiers whose predict() is the most probable class of predict_proba(), first class on a tie
+_ARGMAX_PREDICT = ("RandomForestClassifier", "ExtraTreesClassifier", "CalibratedClassifierCV", "GaussianNB",
+                   "KNeighborsClassifier")
+
+
+def _scores_and_labels(model, X) -> tuple[np.ndarray, np.ndarray]:
+    """Scores for the AUC and predicted labels, from one predict_proba where predict would repeat it."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    classes = list(getattr(model, "classes_", []))
+    if type(final).__name__ in _ARGMAX_PREDICT and classes in ([0, 1], [False, True]):
+        proba = model.predict_proba(X)
+        return proba[:, 1], (proba[:, 1] > proba[:, 0]).astype(int)
+    return decision_scores(model, X), np.asarray(model.predict(X)).astype(int)
+
+
 def _one_bootstrap(estimator, X, y, sample) -> tuple[float, float, float]:
     from sklearn.base import clone
 
@@ -115,8 +130,8 @@ def _one_bootstrap(estimator, X, y, sample) -> tuple[float, float, float]:
     out[sample] = False
     model = clone(estimator).fit(_rows(X, sample), y[sample])
     X_out, y_out = _rows(X, out), y[out]
-    auc = fast_auc(y_out, decision_scores(model, X_out))
-    predicted = np.asarray(model.predict(X_out)).astype(int)
+    scores, predicted = _scores_and_labels(model, X_out)
+    auc = fast_auc(y_out, scores)
     sensitivity = float(np.mean(predicted[y_out == 1] == 1))
     specificity = float(np.mean(predicted[y_out == 0] == 0))
     return auc, sensitivity, specificity

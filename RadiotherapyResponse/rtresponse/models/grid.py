@@ -74,6 +74,33 @@ def _undersampled(y: np.ndarray, repeats: int, random_state) -> list[np.ndarray]
             for _ in range(repeats)]
 
 
+# relative cost of one fit, for longest-first scheduling of the cells over workers
+_COST = {"rf": 20.0, "svm": 4.0, "lr": 2.0}
+
+
+def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, draws: np.ndarray, k: int,
+                   n_bootstrap: int, forward: bool, selection: str, complete: bool, random_state, n_jobs):
+    """One grid cell: (chosen features, BootstrapResult)."""
+    from ..evaluation.bootstrap import bootstrap_632plus_auc, forward_selection
+    from ..evaluation.fast_fits import FAST_CLASSIFIERS
+    from ..selection import make_selector
+
+    model = _with_imputer(make_classifier(classifier_name, random_state))
+    fast = classifier_name if complete and classifier_name in FAST_CLASSIFIERS else None
+    if selection == "inside":
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+
+        ranker = make_selector(selector_name, k=min(k, Xs.shape[1]), random_state=random_state)
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), ranker,
+                              make_classifier(classifier_name, random_state))
+        return top, bootstrap_632plus_auc(model, Xs, ys, indices=draws, n_jobs=n_jobs)
+    if forward:
+        return forward_selection(model, Xs, ys, candidates=top, n_bootstrap=n_bootstrap, random_state=random_state,
+                                 n_jobs=n_jobs, fast=fast)
+    return top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs, fast=fast)
+
+
 def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequence[str] = PAPER_CLASSIFIERS,
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, selection: str = "paper",
              undersample: int = 0, random_state=0, n_jobs=None,
@@ -83,12 +110,12 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
 
     ``X`` is a DataFrame (columns = features, NaN allowed), ``y`` 0/1. The table has columns
     selector, classifier, auc632plus, auc_sd, sensitivity, specificity, apparent_auc, oob_auc,
-    n_features, features (";"-joined).
+    n_features, features (";"-joined). ``n_jobs`` > 1 evaluates cells in parallel worker
+    processes, the costliest classifiers first; the results do not depend on it.
     """
     import pandas as pd
 
-    from ..evaluation.bootstrap import _binary, bootstrap_632plus_auc, bootstrap_indices, forward_selection
-    from ..selection import make_selector
+    from ..evaluation.bootstrap import _binary, bootstrap_indices
 
     if not hasattr(X, "columns"):
         X = pd.DataFrame(np.asarray(X, dtype=float), columns=[f"f{i}" for i in range(np.shape(X)[1])])
@@ -97,48 +124,32 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
     for name in classifiers:
         make_classifier(name)  # unknown names fail before any work
-    from ..evaluation.fast_fits import FAST_CLASSIFIERS
-
+    workers = 1 if n_jobs in (None, 1) else n_jobs
     complete = not X.isna().to_numpy().any()  # numpy fast fits need no imputation
     subsets = _undersampled(y, undersample, random_state)
-    cells = [(s, c) for s in selectors for c in classifiers]
-    rows, per_bootstrap, first_indices = [], {}, None
-    total = len(cells) * len(subsets)
-    done = 0
+    tasks = []  # (subset number, selector, classifier, arguments)
+    first_indices = None
     for subset_number, subset in enumerate(subsets):
         Xs, ys = X.iloc[subset], y[subset]
         draws = bootstrap_indices(ys, n_bootstrap, random_state)
         first_indices = draws if first_indices is None else first_indices
         for selector_name in selectors:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("grid evaluation cancelled")
             top = ranked_features(selector_name, Xs, ys, k, random_state) if selection == "paper" else list(X.columns)
             for classifier_name in classifiers:
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled("grid evaluation cancelled")
-                model = _with_imputer(make_classifier(classifier_name, random_state))
-                fast = classifier_name if complete and classifier_name in FAST_CLASSIFIERS else None
-                if selection == "inside":
-                    from sklearn.pipeline import make_pipeline
-                    from sklearn.impute import SimpleImputer
-
-                    ranker = make_selector(selector_name, k=min(k, X.shape[1]), random_state=random_state)
-                    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), ranker,
-                                          make_classifier(classifier_name, random_state))
-                    chosen, result = top, bootstrap_632plus_auc(model, Xs, ys, indices=draws, n_jobs=n_jobs)
-                elif forward:
-                    chosen, result = forward_selection(model, Xs, ys, candidates=top, n_bootstrap=n_bootstrap,
-                                                       random_state=random_state, n_jobs=n_jobs, fast=fast)
-                else:
-                    chosen, result = top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs,
-                                                                fast=fast)
-                rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
-                             "auc632plus": result.auc, "auc_sd": result.auc_sd,
-                             "sensitivity": result.sensitivity, "specificity": result.specificity,
-                             "apparent_auc": result.apparent_auc, "oob_auc": result.oob_auc,
-                             "n_features": len(chosen), "features": ";".join(map(str, chosen))})
-                per_bootstrap.setdefault((selector_name, classifier_name), []).append(result.per_bootstrap)
-                done += 1
-                if progress:
-                    progress(done, total)
+                tasks.append((subset_number, selector_name, classifier_name,
+                              (selector_name, classifier_name, Xs, ys, top, draws, k, n_bootstrap, forward, selection,
+                               complete, random_state, 1 if workers > 1 else n_jobs)))
+    results = _run_cells(tasks, workers, progress, should_cancel)
+    rows, per_bootstrap = [], {}
+    for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
+        rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
+                     "auc632plus": result.auc, "auc_sd": result.auc_sd,
+                     "sensitivity": result.sensitivity, "specificity": result.specificity,
+                     "apparent_auc": result.apparent_auc, "oob_auc": result.oob_auc,
+                     "n_features": len(chosen), "features": ";".join(map(str, chosen))})
+        per_bootstrap.setdefault((selector_name, classifier_name), []).append(result.per_bootstrap)
     table = pd.DataFrame(rows)
     if len(subsets) > 1:  # average over the undersampled subsets; features of the first subset shown
         numeric = ["auc632plus", "auc_sd", "sensitivity", "specificity", "apparent_auc", "oob_auc", "n_features"]
@@ -148,6 +159,35 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
         table = table.drop(columns="subset")
     return GridResult(table=table, per_bootstrap={key: np.concatenate(v) for key, v in per_bootstrap.items()},
                       indices=first_indices)
+
+
+def _run_cells(tasks: list, workers: int, progress, should_cancel) -> list:
+    """Results in task order; in parallel, the costliest cells are started first."""
+    total = len(tasks)
+    if workers == 1:
+        results = []
+        for done, task in enumerate(tasks, start=1):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("grid evaluation cancelled")
+            results.append(_evaluate_cell(*task[3]))
+            if progress:
+                progress(done, total)
+        return results
+    from joblib import Parallel, delayed
+
+    order = sorted(range(total), key=lambda i: -_COST.get(tasks[i][2], 1.0))
+    results: list = [None] * total
+    outputs = Parallel(n_jobs=workers, return_as="generator")(delayed(_evaluate_cell)(*tasks[i][3]) for i in order)
+    try:
+        for done, (i, output) in enumerate(zip(order, outputs), start=1):
+            results[i] = output
+            if progress:
+                progress(done, total)
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("grid evaluation cancelled")
+    finally:
+        outputs.close()  # stops the cells not yet started
+    return results
 
 
 def heatmap(table, path, value: str = "auc632plus", title: str = "0.632+ bootstrap AUC") -> None:
