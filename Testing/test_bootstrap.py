@@ -122,7 +122,7 @@ def test_planted_signal_is_learned_and_permuted_labels_are_not(planted_features)
     assert np.mean(permuted) <= 0.6
 
 
-@pytest.mark.parametrize("name", ["nb", "lda", "knn"])
+@pytest.mark.parametrize("name", ["nb", "lda", "knn", "rf"])
 def test_numpy_fast_fits_equal_the_scikit_learn_pipelines(name):
     """The fast path must give the pipeline's own probabilities, so estimates are unchanged."""
     from rtresponse.evaluation.fast_fits import fit_predict
@@ -150,5 +150,5 @@ def test_fast_path_refuses_missing_values_and_unknown_names():
     y = np.array([0, 0, 0, 1, 1, 1])
     with pytest.raises(InputError, match="without missing values"):
         bootstrap_632plus_auc(LogisticRegression(), X, y, n_bootstrap=3, fast="nb")
-    with pytest.raises(InputError, match="no fast path for classifier 'rf'"):
-        bootstrap_632plus_auc(LogisticRegression(), np.nan_to_num(X), y, n_bootstrap=3, fast="rf")
+    with pytest.raises(InputError, match="no fast path for classifier 'svm'"):
+        bootstrap_632plus_auc(LogisticRegression(), np.nan_to_num(X), y, n_bootstrap=3, fast="svm")

@@ -5,7 +5,12 @@ The plain loop is what one would write by hand: for every model and draw, clone,
 seconds and the speed-up. Defaults are small so the script finishes in minutes on 2 cores; the
 issue's full setting is `--patients 100 --features 1000 --draws 1000 --paper`.
 
+Every evaluation costs the same per draw, so times grow linearly with --draws: the last column
+scales the measured seconds to --target draws (1000, the paper's), marked as extrapolated when
+fewer draws were run. `--skip-plain` times only run_grid (its estimates are then not compared).
+
 Usage: python bench/grid_speed.py [--patients 60] [--features 100] [--draws 50] [--paper] [--workers 1 2]
+       [--target 1000] [--skip-plain]
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--paper", action="store_true", help="the paper's 5 x 5 grid (default: 2 x 3 cheap cells)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--target", type=int, default=1000, help="draws the last column is scaled to")
+    parser.add_argument("--skip-plain", action="store_true", help="time run_grid only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(args.patients, args.features)),
@@ -74,24 +81,28 @@ def main() -> None:
     classifiers = PAPER_CLASSIFIERS if args.paper else ("nb", "lda", "knn")
     draws = bootstrap_indices(y, args.draws, random_state=0)
 
-    start = time.perf_counter()
-    reference = plain_grid(X, y, selectors, classifiers, args.k, draws)
-    plain_seconds = time.perf_counter() - start
-    rows = [("plain loop", 1, plain_seconds, 1.0, 0.0)]
+    rows, reference, plain_seconds = [], None, None
+    if not args.skip_plain:
+        start = time.perf_counter()
+        reference = plain_grid(X, y, selectors, classifiers, args.k, draws)
+        plain_seconds = time.perf_counter() - start
+        rows.append(("plain loop", 1, plain_seconds, 1.0, 0.0))
     for workers in args.workers:
         start = time.perf_counter()
         result = run_grid(X, y, selectors, classifiers, k=args.k, n_bootstrap=args.draws, random_state=0,
                           n_jobs=workers)
         seconds = time.perf_counter() - start
         ours = {(r.selector, r.classifier): r.auc632plus for r in result.table.itertuples()}
-        difference = max(abs(ours[key] - reference[key]) for key in reference)
-        rows.append(("run_grid", workers, seconds, plain_seconds / seconds, difference))
-    print(f"{args.patients} patients x {args.features} features, {len(selectors)} x {len(classifiers)} cells, "
-          f"k = {args.k}, {args.draws} draws, forward selection")
-    print(f"{'method':<12} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'max |diff|':>11}")
+        difference = max(abs(ours[key] - reference[key]) for key in reference) if reference else float("nan")
+        rows.append(("run_grid", workers, seconds, plain_seconds / seconds if plain_seconds else float("nan"),
+                     difference))
+    scale = args.target / args.draws
+    print(f"{args.patients} patients x {args.features} features, {len(selectors)} x {len(classifiers)} cells "
+          f"({', '.join(selectors)} x {', '.join(classifiers)}), k = {args.k}, {args.draws} draws, forward selection")
+    target = f"s at {args.target} draws" + (" (extrapolated)" if scale != 1 else "")
+    print(f"{'method':<12} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'max |diff|':>11} {target:>30}")
     for method, workers, seconds, speedup, difference in rows:
-        print(f"{method:<12} {workers:>7} {seconds:>9.1f} {speedup:>8.2f}x {difference:>11.2e}")
-
+        print(f"{method:<12} {workers:>7} {seconds:>9.1f} {speedup:>8.2f}x {difference:>11.2e} {seconds * scale:>30.0f}")
 
 if __name__ == "__main__":
     main()

@@ -158,7 +158,7 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
 
     ``indices`` (from :func:`bootstrap_indices`) reuses draws across models for paired
     comparisons; otherwise they are drawn from ``random_state``. ``n_jobs`` fits bootstraps in
-    parallel (joblib). ``fast`` ("nb", "lda" or "knn") says that ``estimator`` is that classifier
+    parallel (joblib). ``fast`` ("nb", "lda", "knn" or "rf") says that ``estimator`` is that classifier
     of :func:`rtresponse.models.classifiers.make_classifier` (behind the median imputer) and that
     X has no missing values: the fits then run in numpy (:mod:`.fast_fits`), with the same result.
     """
@@ -169,7 +169,7 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
         raise InputError(f"X has {X.shape[0]} rows but y has {len(y)}")
     draws = bootstrap_indices(y, n_bootstrap, random_state) if indices is None else np.asarray(indices)
     if fast is not None:
-        return _fast_bootstrap(fast, X, y, draws)
+        return _fast_bootstrap(fast, X, y, draws, _fast_params(fast, estimator))
     full = clone(estimator).fit(X, y)
     apparent = fast_auc(y, decision_scores(full, X))
     if n_jobs in (None, 1):
@@ -181,7 +181,19 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
     return _result(apparent, results)
 
 
-def _fast_bootstrap(name: str, X, y: np.ndarray, draws: np.ndarray) -> BootstrapResult:
+def _fast_params(name: str, estimator) -> dict:
+    """The forest's size and seed, which the numpy path must reproduce."""
+    if name != "rf":
+        return {}
+    forest = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    params = forest.get_params()
+    seed = params.get("random_state")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InputError("the fast random-forest path needs an integer random_state")
+    return {"n_estimators": int(params["n_estimators"]), "random_state": int(seed)}
+
+
+def _fast_bootstrap(name: str, X, y: np.ndarray, draws: np.ndarray, params: dict | None = None) -> BootstrapResult:
     from .fast_fits import FAST_CLASSIFIERS, fit_predict
 
     if name not in FAST_CLASSIFIERS:
@@ -190,12 +202,13 @@ def _fast_bootstrap(name: str, X, y: np.ndarray, draws: np.ndarray) -> Bootstrap
     if np.isnan(values).any():
         raise InputError("the fast path needs features without missing values")
     everyone = np.arange(y.size)
-    apparent = fast_auc(y, fit_predict(name, values, y, everyone, everyone))
+    params = params or {}
+    apparent = fast_auc(y, fit_predict(name, values, y, everyone, everyone, **params))
     results = []
     for sample in draws:
         out = np.ones(y.size, bool)
         out[sample] = False
-        probability = fit_predict(name, values, y, sample, np.flatnonzero(out))
+        probability = fit_predict(name, values, y, sample, np.flatnonzero(out), **params)
         y_out = y[out]
         predicted = probability > 0.5  # predict(): the more probable class, class 0 on a tie
         results.append((fast_auc(y_out, probability), float(np.mean(predicted[y_out == 1])),
