@@ -247,3 +247,18 @@ def test_cli_trains_writes_the_outputs_and_predicts(planted, tmp_path):
     predicted = pd.read_csv(out / "predicted.csv")
     assert code == 0 and list(predicted["patient_id"]) == ["P001", "P002"]
     assert predicted["probability"].between(0, 1).all()
+
+
+def test_clinical_medians_cover_every_number_and_imagenet_uses_the_weights_folder(tmp_path):
+    from rtresponse.features.deep2d.weights import WeightsNotFound
+    from rtresponse.models.i3d.features import weights_identity
+    from rtresponse.models.i3d.study import select_clinical
+
+    clinical = pd.DataFrame({"age": [50.0, 60, 70, 80], "HPV": ["pos", "neg", None, "pos"]}, index=list("abcd"))
+    encoding = select_clinical(clinical, np.array([0, 1, 0, 1]), n_factors=2)
+    later = pd.DataFrame({"age": [np.nan], "HPV": ["pos"]}, index=["e"])  # a number the training rows all had
+    assert encoding.encode(later).loc["e", "age"] == 65.0
+    with pytest.raises(WeightsNotFound):
+        weights_identity("imagenet", tmp_path)
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50-0676ba61.pth")
+    assert weights_identity("imagenet", tmp_path).startswith("resnet50-0676ba61.pth:")

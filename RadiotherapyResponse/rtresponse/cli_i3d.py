@@ -14,64 +14,34 @@ def _volume_config(args):
                         shape_xyz=tuple(args.shape), margin_mm=args.margin, mode=args.mode)
 
 
-def _outcome(cohort, name: str, positive):
-    from .errors import InputError
-    from .models.study import parse_positive
-
-    outcomes = cohort.outcomes()
-    if name not in outcomes.columns:
-        raise InputError(f"no outcome '{name}' in the manifest (outcome_ columns: {', '.join(outcomes.columns)})")
-    values = outcomes[name].dropna()
-    chosen = parse_positive(positive, values) if positive is not None else (1 if 1 in set(values) else None)
-    if chosen is None:
-        raise InputError(f"name the positive class of outcome '{name}' with --positive")
-    return (values == chosen).astype(int), chosen
-
-
 def _train(args) -> int:
-    import json
-
     from .cli import _Progress
     from .cohort import load_manifest
-    from .models.i3d.backbone import i3d_resnet50
-    from .models.i3d.features import cohort_features
-    from .models.i3d.outputs import backbone_weights, write_study
-    from .models.i3d.study import run_study
     from .models.i3d.training import HeadConfig
+    from .models.i3d.workflow import outcome_labels, train_cohort
     from .settings import resolve_device
 
     cohort = load_manifest(args.manifest)
-    config = _volume_config(args)
-    device = resolve_device(args.device)
-    outcome, positive = _outcome(cohort, args.outcome, args.positive)
-    weights = backbone_weights(args.weights)
-    progress = _Progress("I3D features")
-    try:
-        features = cohort_features(cohort, config, list(outcome.index), weights=weights,
-                                   weights_folder=args.weights_folder, cache=args.out / "i3d_features.npz",
-                                   augment_copies=args.augment_copies, device=device, amp=args.amp, seed=args.seed,
-                                   progress=progress)
-    finally:
-        progress.close()
-    for problem in features.failures.values():
-        print(f"  skipped {problem}", file=sys.stderr)
-    clinical = None
-    if not args.no_clinical:
-        clinical = cohort.clinical()
-        if args.clinical:
-            clinical = clinical[args.clinical]
     head = HeadConfig(learning_rate=args.lr, batch_size=args.batch_size, hidden=args.hidden,
                       clinical_hidden=args.clinical_hidden, dropout=args.dropout, max_epochs=args.epochs,
                       patience=args.patience, seed=args.seed)
-    study = run_study(features, outcome, clinical, n_factors=args.factors, test_size=args.test_size,
-                      validation_size=args.validation_size, head=head, tune_trials=args.trials,
-                      sampler=args.sampler, seed=args.seed, device=device)
-    metadata = {"volume": config.to_dict(), "weights": args.weights, "seed": args.seed, "depth_stride": "same",
-                "outcome": args.outcome, "positive": str(positive), "head": head.to_dict()}
-    backbone = i3d_resnet50(weights, args.weights_folder, args.seed).to(device)
-    write_study(study, args.out, metadata, backbone=backbone, device=device)
+    bar = _Progress("I3D features")
+
+    def progress(stage, done, total):
+        if stage == "features":
+            bar(done, total)
+
+    try:
+        study, _, _ = train_cohort(cohort, args.outcome, args.out, _volume_config(args), args.positive, args.clinical,
+                                   args.no_clinical, args.weights, args.weights_folder, head, args.trials, args.sampler,
+                                   args.factors, args.test_size, args.validation_size, args.augment_copies, args.seed,
+                                   resolve_device(args.device), args.amp, progress)
+    finally:
+        bar.close()
+    for problem in study.failures.values():
+        print(f"  skipped {problem}", file=sys.stderr)
     if args.handcrafted:
-        _compare_with_handcrafted(args, study, outcome)
+        _compare_with_handcrafted(args, study, outcome_labels(cohort, args.outcome, args.positive)[0])
     print(study.metrics_table()[["model", "auc", "auc_low", "auc_high", "balanced_accuracy", "brier"]]
           .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"results in {args.out}")

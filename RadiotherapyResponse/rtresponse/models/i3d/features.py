@@ -54,21 +54,21 @@ class CohortFeatures:
         return table
 
 
-def weights_identity(weights) -> str:
+def weights_identity(weights, weights_folder=None) -> str:
     """What identifies the backbone's weights in the cache key (file name, size and time, or 'random')."""
     if weights is None:
         return "random"
     if isinstance(weights, str) and weights == "imagenet":
         from ...features.deep2d.weights import require_weights
 
-        weights = require_weights("resnet50")
+        weights = require_weights("resnet50", weights_folder)
     path = Path(weights)
     stat = path.stat()
     return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
 
 
-def cache_key(config: VolumeConfig, weights, seed: int, depth_stride) -> str:
-    text = json.dumps({"config": config.to_dict(), "weights": weights_identity(weights), "seed": seed,
+def cache_key(config: VolumeConfig, weights, seed: int, depth_stride, weights_folder=None) -> str:
+    text = json.dumps({"config": config.to_dict(), "weights": weights_identity(weights, weights_folder), "seed": seed,
                        "depth_stride": depth_stride}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -116,7 +116,7 @@ def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | N
     from .backbone import i3d_resnet50
 
     ids = list(cohort.patient_ids if patient_ids is None else patient_ids)
-    key = cache_key(config, weights, seed, depth_stride)
+    key = cache_key(config, weights, seed, depth_stride, weights_folder)
     cache_path = Path(cache) if cache else None
     known = _read_cache(cache_path, key) if cache_path else None
     rows: dict[tuple[str, int], np.ndarray] = {}

@@ -56,7 +56,9 @@ def select_clinical(clinical: "pd.DataFrame", y: np.ndarray, n_factors: int = 3,
     if clinical.shape[1] == 0:
         raise InputError("no clinical factors to choose from")
     encoded = encode_clinical(clinical)
-    medians = {c: float(encoded[c].median()) for c in encoded.columns if encoded[c].isna().any()}
+    # every numeric column gets its training median: later patients may miss what these patients all have
+    numeric = [c for c in encoded.columns if c in clinical.columns]
+    medians = {c: float(encoded[c].median()) if encoded[c].notna().any() else 0.0 for c in numeric}
     filled = encoded.fillna(medians).fillna(0.0)
     factor_of = {column: next(f for f in clinical.columns if column == f or column.startswith(f"{f}="))
                  for column in encoded.columns}
