@@ -48,8 +48,13 @@ def tumour_volume():
 
 
 def test_zoo_covers_the_papers_sixteen_networks_and_marks_substitutes():
-    assert len(deep2d.MODELS) == 16
-    assert {spec.paper_name for spec in deep2d.MODELS.values()} == PAPER_NETWORKS
+    tanaka = [spec for spec in deep2d.MODELS.values() if "000_tanaka" in spec.extra.get("papers", ())]
+    assert len(tanaka) == 16
+    assert {spec.paper_name for spec in tanaka} == PAPER_NETWORKS
+    # the NPC residual-tumour paper's four classifiers; efficientnet_b0 is the one not among the 16
+    npc = {spec.name for spec in deep2d.MODELS.values() if "002_npc_residual" in spec.extra.get("papers", ())}
+    assert npc == {"efficientnet_b0", "inception_resnet_v2", "resnet50", "xception"}
+    assert set(deep2d.MODELS) == {spec.name for spec in tanaka} | npc
     for spec in deep2d.MODELS.values():
         assert spec.library in ("timm", "torchvision")
         assert spec.input_size >= 224 and len(spec.mean) == len(spec.std) == 3

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from . import cli_i3d, cli_recurrence
+from . import cli_i3d, cli_recurrence, cli_residual
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     add_commands(commands)
     cli_recurrence.add_commands(commands)
+    cli_residual.add_commands(commands)
     cli_i3d.add_commands(commands)
     return parser
 

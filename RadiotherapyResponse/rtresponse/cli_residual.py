@@ -1,0 +1,363 @@
+"""``rtresponse residual segmenter|train|predict|recommend``: residual tumour after CCRT / IC+CCRT from MR (NPC paper).
+
+torch and the networks are imported inside the handlers, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import RTResponseError
+
+PAPER = "paper"  # --network paper: the paper's four networks
+UNET_FEATURES = (32, 32, 64, 128, 256, 32)  # rtresponse.residual.segmentation.UNET_FEATURES (no torch import here)
+
+
+def _write_csv(frame, path: Path, index: bool = False) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def _weights(value: str):
+    """imagenet | random | FILE -> the library's "imagenet" | None | path."""
+    if value == "random":
+        return None
+    if value == "imagenet":
+        return "imagenet"
+    path = Path(value)
+    if not path.is_file():
+        raise RTResponseError(f"--weights: not imagenet, random or an existing file: {value}")
+    return str(path)
+
+
+def _networks(names) -> list[str]:
+    from .features.deep2d.catalogue import model_spec
+    from .residual import PAPER_NETWORKS
+
+    out = []
+    for name in names:
+        out += list(PAPER_NETWORKS) if name == PAPER else [model_spec(name).name]
+    return list(dict.fromkeys(out))
+
+
+def _report(record: dict) -> None:
+    if record.get("stage") == "training":
+        print(f"{record['network']} {record['regimen']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+              f"accuracy {record['train_accuracy']:.3f}, {record['seconds']:.1f} s", file=sys.stderr)
+
+
+def _train(args) -> int:
+    import pandas as pd
+    import torch
+
+    from .atomic import write_text
+    from .cohort import load_manifest
+    from .residual import ClassifierConfig, run_study, save_classifier, split_by_regimen, study_table
+    from .settings import resolve_device
+
+    networks = _networks(args.network)
+    weights = _weights(args.weights)
+    if weights not in (None, "imagenet") and len(networks) > 1:
+        raise RTResponseError("a --weights file fits one network; name a single --network")
+    device = resolve_device(args.device)
+    cohort = load_manifest(args.manifest)
+    table, failures = study_table(cohort, args.regimen, args.outcome)
+    split = split_by_regimen(table, seed=args.seed)
+    counterfactual = dict(zip(("CCRT", "IC+CCRT"), args.counterfactual)) if args.counterfactual else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    results, metrics, histories = {}, [], []
+    for network in networks:
+        config = ClassifierConfig(network=network, weights=weights, input_size=args.input_size,
+                                  learning_rate=args.lr, momentum=args.momentum, batch_size=args.batch_size,
+                                  epochs=args.epochs, unit=args.unit, flip=args.flip, threshold=args.threshold,
+                                  margin_mm=args.margin, min_pixels=args.min_pixels, amp=args.amp, seed=args.seed)
+        result = run_study(cohort, config, args.image, args.mask, args.regimen, args.outcome, seed=args.seed,
+                           split=split, counterfactual=counterfactual, device=device,
+                           weights_folder=args.weights_folder, progress=_report)
+        results[network] = result
+        metrics.append(result.metrics)
+        histories += [record for model in result.models.values() for record in model.history]
+        if len(networks) > 1:
+            for regimen, name in (("CCRT", "ccrt.pt"), ("IC+CCRT", "ic_ccrt.pt")):
+                save_classifier(args.out / network / name, result.models[regimen])
+    metrics = pd.concat(metrics, ignore_index=True)
+    received = metrics[(metrics["population"] == "received") & (metrics["unit"] == "patient")]
+    mean_auc = received.groupby("network", sort=False)["auc"].mean()
+    best = str(mean_auc.fillna(-1).idxmax())
+    chosen = results[best]
+    for regimen, name in (("CCRT", "ccrt.pt"), ("IC+CCRT", "ic_ccrt.pt")):
+        save_classifier(args.out / name, chosen.models[regimen])
+    _write_csv(chosen.split.reset_index(), args.out / "split.csv")
+    _write_csv(metrics, args.out / "metrics.csv")
+    _write_csv(chosen.predictions, args.out / "test_predictions.csv")
+    _write_csv(chosen.situations.reset_index(), args.out / "situations.csv")
+    _write_csv(pd.DataFrame(histories), args.out / "history.csv")
+    summary = chosen.summary
+    card = {"method": "NPC residual tumour (paper 002): rectangular MR tumour crops per slice, one ImageNet CNN "
+                      "per regimen (CCRT, IC+CCRT), patient probability = mean of its slices",
+            "network": best, "networks_trained": networks, "mean_test_patient_auc": mean_auc.to_dict(),
+            "selected_on": "mean patient-level AUC on the test patients who received each regimen, as the paper "
+                           "chose its network (optimistic: the test set chose)" if len(networks) > 1 else None,
+            "device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "image": args.image, "mask": args.mask, "regimen_column": args.regimen, "outcome_column": args.outcome,
+            "patients": {f"{regimen} {part}": int(((chosen.split["regimen"] == regimen) &
+                                                   (chosen.split["split"] == part)).sum())
+                         for regimen in ("CCRT", "IC+CCRT") for part in ("train", "test")},
+            "left_out": {**failures, **chosen.failures},
+            "recommendation_summary": None if summary is None else summary.as_rows(),
+            "settings": {k: v for k, v in chosen.models["CCRT"].config.to_dict().items() if k != "regimen"}}
+    write_text(args.out / "model_card.json", json.dumps(card, indent=1, default=str) + "\n")
+    for pid, why in card["left_out"].items():
+        print(f"  left out {why}", file=sys.stderr)
+    shown = received.set_index(["network", "model"])[["n", "auc", "auc_low", "auc_high", "accuracy"]]
+    print(shown.round(3).to_string())
+    print(f"wrote {args.out / 'ccrt.pt'} and {args.out / 'ic_ccrt.pt'} ({best})")
+    return 0
+
+
+def _predict(args) -> int:
+    import pandas as pd
+
+    from .residual import load_classifier, load_segmenter, predict_patient
+    from .settings import resolve_device
+
+    device = resolve_device(args.device)
+    ccrt, ic = load_classifier(args.ccrt, device), load_classifier(args.ic_ccrt, device)
+    segmenter = load_segmenter(args.segmenter, device) if args.segmenter else None
+    rows = []
+    if args.image_file:
+        from .imageio import read_image, read_mask
+
+        image = read_image(args.image_file)
+        mask = read_mask(args.mask_file, segment=args.mask) if args.mask_file else None
+        cases = [(args.patient_id, lambda: (image, mask))]
+    else:
+        if not args.manifest:
+            raise RTResponseError("give --manifest (a cohort) or --image-file (one patient)")
+        from .cohort import load_manifest
+        from .residual.study import read_tumour
+
+        cohort = load_manifest(args.manifest)
+
+        def reader(pid):
+            def read():  # with a segmenter the tumour is segmented, else read from the manifest
+                mr = cohort.read_image(pid, args.image)
+                return mr, (None if segmenter is not None else read_tumour(cohort, pid, args.mask, args.image, mr))
+            return read
+
+        cases = [(pid, reader(pid)) for pid in (args.patients or cohort.patient_ids)]
+    for pid, read in cases:
+        try:
+            image, mask = read()
+            result = predict_patient(image, mask, ccrt, ic, segmenter, pid, device, gradcam=bool(args.gradcam))
+        except (RTResponseError, RuntimeError, OSError) as error:
+            rows.append({"patient_id": pid, "status": str(error)})
+            print(f"  {pid}: {error}", file=sys.stderr)
+            continue
+        rows.append({**result.as_row(), "status": "ok"})
+        if args.gradcam:
+            from .imageio import write_image
+
+            for regimen, name in (("CCRT", "CCRT"), ("IC+CCRT", "IC_CCRT")):
+                write_image(result.gradcam[regimen], args.gradcam / f"{pid}_gradcam_{name}.nrrd")
+        if len(cases) == 1:
+            print(result.reasoning)
+    _write_csv(pd.DataFrame(rows), args.out)
+    print(f"wrote {args.out}: {sum(r['status'] == 'ok' for r in rows)} of {len(rows)} patient(s)")
+    return 0
+
+
+def _recommend(args) -> int:
+    import pandas as pd
+
+    from .atomic import write_text
+    from .cohort import load_manifest
+    from .recommendation import judge, recommend, situations, summarize
+    from .residual import study_table
+
+    predictions = pd.read_csv(args.predictions, dtype={"patient_id": str})
+    needed = {"patient_id", "residual_CCRT", "residual_IC_CCRT"}
+    if not needed <= set(predictions.columns):
+        raise RTResponseError(f"{args.predictions}: needs columns {', '.join(sorted(needed))} "
+                              "(written by `rtresponse residual predict` or `train`)")
+    if "status" in predictions.columns:
+        predictions = predictions[predictions["status"].fillna("ok") == "ok"]
+    table, failures = study_table(load_manifest(args.manifest, check_files=False), args.regimen, args.outcome)
+    ids = [pid for pid in predictions["patient_id"] if pid in table.index]
+    if args.split:
+        split = pd.read_csv(args.split, dtype={"patient_id": str}).set_index("patient_id")["split"]
+        ids = [pid for pid in ids if split.get(pid) == "test"]
+    if not ids:
+        raise RTResponseError("no predicted patient has a regimen and an outcome in the manifest")
+    rows = predictions.set_index("patient_id").loc[ids]
+    cases = [(int(r["residual_CCRT"]), int(r["residual_IC_CCRT"]), table.at[pid, "regimen"],
+              table.at[pid, "outcome"]) for pid, r in rows.iterrows()]
+    verdicts = [judge(*case) for case in cases]
+    per_patient = pd.DataFrame({"patient_id": ids, "residual_CCRT": [c[0] for c in cases],
+                                "residual_IC_CCRT": [c[1] for c in cases], "regimen": [c[2] for c in cases],
+                                "outcome": [c[3] for c in cases],
+                                "recommendation": [recommend(c[0], c[1]) for c in cases],
+                                "model_verdict": [v[0] for v in verdicts],
+                                "physician_verdict": [v[1] for v in verdicts]})
+    summary = summarize(cases, yates=args.yates)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(per_patient, args.out / "cases.csv")
+    _write_csv(situations(cases).reset_index(), args.out / "situations.csv")
+    _write_csv(pd.DataFrame(summary.as_rows()), args.out / "summary.csv")
+    write_text(args.out / "summary.json", json.dumps({"patients": len(cases), "model": summary.model,
+                                                      "physician": summary.physician,
+                                                      "model_rate": summary.model_rate,
+                                                      "physician_rate": summary.physician_rate,
+                                                      "chi2": summary.chi2, "p_value": summary.p_value},
+                                                     indent=1) + "\n")
+    print(situations(cases).to_string())
+    print(f"model correct {summary.model_rate:.1%}, physicians correct {summary.physician_rate:.1%} "
+          f"(chi-square p = {summary.p_value:.3g}; {len(cases)} patients)")
+    return 0
+
+
+def _segmenter(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .cohort import load_manifest
+    from .residual import SegmentationSlices, SegmenterConfig, compare_segmenters, save_segmenter, segmentation_slices
+    from .residual.study import read_tumour
+    from .settings import resolve_device
+
+    cohort = load_manifest(args.manifest)
+    names = [f"mask_{name.strip()}" for name in args.mask.split("+")]
+    ids = [pid for pid in cohort.patient_ids
+           if any(cohort.table.at[pid, column] for column in names if column in cohort.table.columns)]
+    if len(ids) < 2:
+        raise RTResponseError(f"segmentation needs at least 2 patients with a mask_{args.mask}, got {len(ids)}")
+    order = [ids[i] for i in np.random.default_rng(args.seed).permutation(len(ids))]
+    n_test = max(1, int(round(len(ids) / 5)))
+    parts = {"validation": order[:n_test], "train": order[n_test:]}
+    slices = {}
+    for part, pids in parts.items():
+        loaded = []
+        for pid in pids:
+            try:
+                mr = cohort.read_image(pid, args.image)
+                mask = read_tumour(cohort, pid, args.mask, args.image, mr)
+                loaded.append(segmentation_slices(mr, mask, pid, args.input_size, args.negatives, seed=args.seed))
+            except (RTResponseError, RuntimeError) as error:
+                print(f"  left out {error}", file=sys.stderr)
+        slices[part] = SegmentationSlices.concatenate(loaded)
+    config = SegmenterConfig(input_size=args.input_size, learning_rate=args.lr, batch_size=args.batch_size,
+                             epochs=args.epochs, backbone_weights=_weights(args.weights), negatives=args.negatives,
+                             unet_features=tuple(args.unet_features), amp=args.amp, seed=args.seed)
+
+    def report(record):
+        print(f"{record['architecture']} epoch {record['epoch']}: Dice loss {record['train_loss']:.4f}, validation "
+              f"Dice {record['validation_dice']:.3f}, {record['seconds']:.1f} s", file=sys.stderr)
+
+    comparison = compare_segmenters(slices["train"], slices["validation"], config, args.architectures,
+                                    resolve_device(args.device), args.weights_folder, report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_segmenter(args.out / "segmenter.pt", comparison.best)
+    _write_csv(comparison.table.reset_index(), args.out / "segmentation_metrics.csv")
+    _write_csv(pd.DataFrame([(pid, part) for part, pids in parts.items() for pid in pids],
+                            columns=["patient_id", "split"]), args.out / "segmentation_split.csv")
+    print(comparison.table.round(3).to_string())
+    print(f"wrote {args.out / 'segmenter.pt'} ({comparison.best.config.architecture})")
+    return 0
+
+
+def add_commands(commands) -> None:
+    residual = commands.add_parser(
+        "residual", help="residual tumour after CCRT / IC+CCRT from pre-treatment MR, and the regimen to recommend",
+        description="The NPC residual-tumour paper: 2D tumour segmentation (U-Net vs DeepLabv3), rectangular tumour "
+                    "crops per MR slice, one ImageNet CNN per regimen, patient probability = mean of its slices, "
+                    "and the lightest regimen predicted to leave no residual tumour (CCRT, IC+CCRT or IBT).")
+    actions = residual.add_subparsers(dest="action", metavar="ACTION", required=True)
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    device.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for "
+                                                            "(default $RTRESPONSE_WEIGHTS or the user cache)")
+    cohort = argparse.ArgumentParser(add_help=False)
+    cohort.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    cohort.add_argument("--image", default="T1", help="MR image name (default T1: T1-weighted contrast-enhanced)")
+    cohort.add_argument("--mask", default="GTVp", help="tumour mask name (default GTVp); GTVp+GTVn: their union "
+                                                       "(the paper's tumour: primary and nodes)")
+    cohort.add_argument("--seed", type=int, default=0, help="seed of the split and of training (default 0)")
+    cohort.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (GPU)")
+
+    segment = actions.add_parser("segmenter", parents=[cohort, device],
+                                 help="train U-Net and DeepLabv3 on MR slices, keep the better (validation Dice)")
+    segment.add_argument("--architectures", nargs="+", default=["unet", "deeplabv3"], choices=("unet", "deeplabv3"))
+    segment.add_argument("--weights", default="imagenet",
+                         help="DeepLabv3's ResNet-50 backbone: imagenet (local file), random, or a FILE")
+    segment.add_argument("--epochs", type=int, default=20, help="(paper 20)")
+    segment.add_argument("--batch-size", type=int, default=32, help="(paper 32)")
+    segment.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate (paper 0.001)")
+    segment.add_argument("--input-size", type=int, default=256, help="slices resized to this square (default 256)")
+    segment.add_argument("--negatives", type=float, default=0.25, help="tumour-free slices per tumour slice")
+    segment.add_argument("--unet-features", type=int, nargs=6, default=list(UNET_FEATURES), metavar="N",
+                         help=f"U-Net feature counts (default {' '.join(map(str, UNET_FEATURES))})")
+    segment.add_argument("--out", required=True, type=Path, help="output folder")
+    segment.set_defaults(func=_segmenter)
+
+    train = actions.add_parser("train", parents=[cohort, device],
+                               help="4:1 split per regimen, train the CCRT and IC+CCRT models, judge on the test set")
+    train.add_argument("--regimen", default="regimen", help="clinical column NAME of the regimen received "
+                                                            "(clin_NAME: CCRT or IC+CCRT; default regimen)")
+    train.add_argument("--outcome", default="residual", help="outcome NAME: 1 residual tumour, 0 none "
+                                                             "(default residual)")
+    train.add_argument("--network", nargs="+", default=["xception"],
+                       help="catalogue network(s), or 'paper' for efficientnet_b0 inception_resnet_v2 resnet50 "
+                            "xception (default xception); with several, the best on the test patients is kept")
+    train.add_argument("--weights", default="imagenet", help="imagenet (local files; never a silent fallback), "
+                                                             "random, or a FILE")
+    train.add_argument("--epochs", type=int, default=40, help="(paper 40)")
+    train.add_argument("--batch-size", type=int, default=32, help="(paper 32)")
+    train.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (paper 0.001)")
+    train.add_argument("--momentum", type=float, default=0.9)
+    train.add_argument("--input-size", type=int, help="crop size in pixels (default: the network's, 299 or 224)")
+    train.add_argument("--unit", choices=("image", "patient"), default="image",
+                       help="train on slices labelled by their patient (image) or on the patient's mean (patient)")
+    train.add_argument("--flip", action="store_true", help="random left-right flips (not in the paper)")
+    train.add_argument("--margin", type=float, default=10.0, help="mm around the tumour's rectangle (default 10)")
+    train.add_argument("--min-pixels", type=int, default=10, help="smallest tumour area of a slice used (pixels)")
+    train.add_argument("--threshold", type=float, default=0.5, help="probability for 'residual' (default 0.5)")
+    train.add_argument("--counterfactual", nargs=2, metavar=("CCRT_OUTCOME", "IC_CCRT_OUTCOME"),
+                       help="synthetic cohorts: outcome names under each regimen, to score both models on every "
+                            "test patient")
+    train.add_argument("--out", required=True, type=Path, help="output folder")
+    train.set_defaults(func=_train)
+
+    predict = actions.add_parser("predict", parents=[device],
+                                 help="probabilities under both regimens and the recommendation, per patient")
+    predict.add_argument("--ccrt", required=True, type=Path, help="ccrt.pt written by train")
+    predict.add_argument("--ic-ccrt", required=True, type=Path, help="ic_ccrt.pt written by train")
+    predict.add_argument("--segmenter", type=Path, help="segmenter.pt: segment the tumour instead of reading a mask")
+    predict.add_argument("--manifest", type=Path, help="cohort manifest CSV")
+    predict.add_argument("--image", default="T1", help="manifest: MR image name (default T1)")
+    predict.add_argument("--mask", default="GTVp", help="manifest: mask name (GTVp+GTVn: union); .seg.nrrd file: "
+                                                        "segment name")
+    predict.add_argument("--patients", nargs="+", help="manifest: patient ids (default all)")
+    predict.add_argument("--image-file", type=Path, help="one patient: the MR image file")
+    predict.add_argument("--mask-file", type=Path, help="one patient: the tumour mask file (omit with --segmenter)")
+    predict.add_argument("--patient-id", default="patient", help="one patient: the id written in the table")
+    predict.add_argument("--gradcam", type=Path, help="also write Grad-CAM images (MR grid) into this folder")
+    predict.add_argument("--out", required=True, type=Path, help="output CSV")
+    predict.set_defaults(func=_predict)
+
+    recommend = actions.add_parser("recommend", help="judge recommendations against the physicians' choices "
+                                                     "(the paper's Table 3)")
+    recommend.add_argument("--predictions", required=True, type=Path,
+                           help="CSV with patient_id, residual_CCRT, residual_IC_CCRT (train's test_predictions.csv "
+                                "or predict's output)")
+    recommend.add_argument("--manifest", required=True, type=Path, help="manifest with the regimen and outcome")
+    recommend.add_argument("--regimen", default="regimen", help="clinical column NAME of the regimen received")
+    recommend.add_argument("--outcome", default="residual", help="outcome NAME of the regimen received")
+    recommend.add_argument("--split", type=Path, help="split.csv from train: judge its test patients only")
+    recommend.add_argument("--yates", action="store_true", help="continuity-corrected chi-square")
+    recommend.add_argument("--out", required=True, type=Path, help="output folder")
+    recommend.set_defaults(func=_recommend)

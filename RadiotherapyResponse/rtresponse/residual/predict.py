@@ -1,0 +1,94 @@
+"""One patient through both regimen models: probabilities, the recommendation and why, Grad-CAM maps.
+
+This is the call a Slicer module makes: SimpleITK images in, plain values and images out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from ..recommendation import CCRT, IC_CCRT, reasoning, recommend, regimen_name
+from .classification import Classifier, patient_probabilities, predict_slices
+from .slices import rectangular_crops
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from .segmentation import Segmenter
+
+COLUMN = {CCRT: "p_residual_CCRT", IC_CCRT: "p_residual_IC_CCRT"}
+
+
+@dataclass
+class PatientPrediction:
+    patient_id: str
+    slices: "pd.DataFrame"  # one row per tumour slice: index, box, area, probability under each regimen
+    probabilities: dict  # {"CCRT": p, "IC+CCRT": p}: mean of the slice probabilities
+    residual: dict  # {"CCRT": bool, "IC+CCRT": bool} at each model's threshold
+    recommendation: str  # "CCRT", "IC+CCRT" or "IBT"
+    reasoning: str
+    mask: "sitk.Image"  # the tumour mask used (given, or from the segmenter)
+    gradcam: dict = field(default_factory=dict)  # {"CCRT": image, "IC+CCRT": image} on the MR grid
+
+    def as_row(self) -> dict:
+        return {"patient_id": self.patient_id, "slices": len(self.slices),
+                COLUMN[CCRT]: self.probabilities[CCRT], COLUMN[IC_CCRT]: self.probabilities[IC_CCRT],
+                "residual_CCRT": int(self.residual[CCRT]), "residual_IC_CCRT": int(self.residual[IC_CCRT]),
+                "recommendation": self.recommendation}
+
+
+def _check_regimen(model: Classifier, expected: str) -> None:
+    if model.config.regimen and regimen_name(model.config.regimen) != expected:
+        raise InputError(f"the {expected} model was trained for {model.config.regimen} patients")
+
+
+def predict_patient(image: "sitk.Image", mask: "sitk.Image | None", ccrt_model: Classifier, ic_model: Classifier,
+                    segmenter: "Segmenter | None" = None, patient_id: str = "", device: str = "cpu",
+                    gradcam: bool = True) -> PatientPrediction:
+    """Residual tumour under CCRT and under IC+CCRT, and the lightest regimen predicted to clear it.
+
+    ``mask``: the tumour on ``image``'s grid, or None to segment it with ``segmenter``.
+    """
+    import pandas as pd
+
+    _check_regimen(ccrt_model, CCRT)
+    _check_regimen(ic_model, IC_CCRT)
+    if mask is None:
+        if segmenter is None:
+            raise InputError("no tumour mask: give a mask or a segmenter", patient=patient_id or None)
+        from .segmentation import segment_image
+
+        mask = segment_image(segmenter, image, device)
+        if not _has_voxels(mask):
+            raise InputError("the segmenter found no tumour on this image", patient=patient_id or None)
+    models = {CCRT: ccrt_model, IC_CCRT: ic_model}
+    crops, tables, probabilities, residual, maps = {}, [], {}, {}, {}
+    for regimen, model in models.items():
+        key = tuple(sorted(model.config.crop_options().items()))
+        if key not in crops:
+            crops[key] = rectangular_crops(image, mask, patient_id, **model.config.crop_options())
+        samples = crops[key]
+        slice_p = predict_slices(model, samples, device)
+        probabilities[regimen] = patient_probabilities(samples, slice_p)[patient_id]
+        residual[regimen] = probabilities[regimen] >= model.config.threshold
+        tables.append(pd.DataFrame({"slice_index": [s.slice_index for s in samples], COLUMN[regimen]: slice_p})
+                      .set_index("slice_index"))
+        if gradcam:
+            from .gradcam import gradcam_image
+
+            maps[regimen] = gradcam_image(model, samples, image, device)
+    boxes = pd.DataFrame([{"slice_index": s.slice_index, "x0": s.box[0], "y0": s.box[1], "x1": s.box[2],
+                           "y1": s.box[3], "area_mm2": s.area_mm2} for s in next(iter(crops.values()))])
+    slices = boxes.set_index("slice_index").join(tables, how="outer").reset_index()
+    chosen = recommend(residual[CCRT], residual[IC_CCRT])
+    return PatientPrediction(patient_id, slices, probabilities, residual, chosen,
+                             reasoning(residual[CCRT], residual[IC_CCRT]), mask, maps)
+
+
+def _has_voxels(mask: "sitk.Image") -> bool:
+    import SimpleITK as sitk
+
+    return bool(sitk.GetArrayViewFromImage(mask).any())
