@@ -231,10 +231,18 @@ def test_cli_trains_writes_the_outputs_and_predicts(planted, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(folder / "i3d_features.npz", out / "i3d_features.npz")  # the cached features are reused
+    handcrafted = pd.DataFrame(np.random.default_rng(0).normal(size=(len(cohort), 25)),
+                               columns=[f"h{i}" for i in range(25)])
+    handcrafted.insert(0, "patient_id", cohort.patient_ids)
+    handcrafted.to_csv(tmp_path / "handcrafted.csv", index=False)
     code = main(["i3d", "train", "--manifest", str(cohort.path), "--outcome", "response", "--positive", "0",
                  "--weights", "random", "--shape", "32", "32", "8", "--spacing", "2", "2", "3", "--margin", "4",
-                 "--trials", "2", "--epochs", "30", "--device", "cpu", "--out", str(out)])
+                 "--trials", "2", "--epochs", "30", "--device", "cpu", "--handcrafted", str(tmp_path / "handcrafted.csv"),
+                 "--out", str(out)])
     assert code == 0
+    comparisons = pd.read_csv(out / "comparisons.csv")  # the paper's HCR SVM on the same test patients
+    assert list(comparisons["comparison"]) == ["HCR (MR) vs DLR (MR)", "HCR (MR) vs DLR (MR + CF)"]
+    assert comparisons[["delong_p", "nri_p", "idi_p"]].apply(lambda c: c.between(0, 1)).all().all()
     for name in ("split.csv", "metrics.csv", "test_scores.csv", "loss_curves.png", "shapley.csv", "trials.csv",
                  "dlr_mr.pt", "dlr_mr_cf.pt", "model_card.json", "history_dlr_mr.csv"):
         assert (out / name).is_file(), name
