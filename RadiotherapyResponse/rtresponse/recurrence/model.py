@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import atomic_path
 from ..errors import InputError
+from ..modelfile import read_state, save_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,28 +44,12 @@ def make_unet(channels=PAPER_CHANNELS, in_channels: int = 2, seed: int | None = 
 
 def save_model(path: str | os.PathLike, network: "torch.nn.Module", config: dict) -> Path:
     """Write the state dict and configuration atomically (no pickled objects: only tensors and plain values)."""
-    import torch
-
-    state = {"format": FORMAT, "config": dict(config),
-             "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
+    return save_state(path, FORMAT, network, config=dict(config))
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple["torch.nn.Module", dict]:
     """A saved model in eval mode on ``device``, and its configuration; refuses files that need code to load."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("model file not found", path=str(path))
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure is an unreadable model for the user
-        raise InputError("cannot read the model (not a tensors-only PyTorch file)", path=str(path)) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError(f"not a recurrence model file (expected format {FORMAT})", path=str(path))
+    state = read_state(path, FORMAT, "the model", "a recurrence model")
     config = state["config"]
     network = make_unet(config.get("channels", PAPER_CHANNELS), seed=None)
     network.load_state_dict(state["state_dict"])

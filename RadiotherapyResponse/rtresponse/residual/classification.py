@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..modelfile import read_state, save_state
 from ..errors import InputError, RTResponseError
 from ..features.deep2d.catalogue import model_spec
 from ..settings import autocast
@@ -341,28 +341,13 @@ def patient_probabilities(samples: Sequence[SliceSample], probabilities: Sequenc
 
 def save_classifier(path: str | os.PathLike, classifier: Classifier) -> Path:
     """State dict, configuration and history (plain values only), written atomically."""
-    import torch
-
-    state = {"format": FORMAT, "config": classifier.config.to_dict(), "history": list(classifier.history),
-             "state_dict": {k: v.detach().cpu() for k, v in classifier.network.state_dict().items()}}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
+    return save_state(path, FORMAT, classifier.network, config=classifier.config.to_dict(),
+                      history=list(classifier.history))
 
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu") -> Classifier:
     """A saved classifier on ``device``, read with ``weights_only=True`` (no ImageNet file needed)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("classifier file not found", path=str(path))
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure is an unreadable model for the user
-        raise InputError("cannot read the classifier (not a tensors-only PyTorch file)", path=str(path)) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError(f"not a residual-tumour classifier file (expected format {FORMAT})", path=str(path))
+    state = read_state(path, FORMAT, "the classifier", "a residual-tumour classifier")
     config = ClassifierConfig.from_dict(state["config"])
     network = make_classifier(config.network, None, config.seed)
     try:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..modelfile import read_state, save_state
 from ..errors import InputError, RTResponseError
 from ..evaluation.segmentation import dice
 from ..settings import autocast
@@ -355,28 +355,13 @@ def segment_image(segmenter: Segmenter, image: "sitk.Image", device: str = "cpu"
 
 def save_segmenter(path: str | os.PathLike, segmenter: Segmenter) -> Path:
     """State dict and configuration (plain values only), written atomically."""
-    import torch
-
-    state = {"format": FORMAT, "config": segmenter.config.to_dict(), "validation_dice": segmenter.validation_dice,
-             "state_dict": {k: v.detach().cpu() for k, v in segmenter.network.state_dict().items()}}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return Path(path)
+    return save_state(path, FORMAT, segmenter.network, config=segmenter.config.to_dict(),
+                      validation_dice=segmenter.validation_dice)
 
 
 def load_segmenter(path: str | os.PathLike, device: str = "cpu") -> Segmenter:
     """A saved segmenter on ``device`` (read with ``weights_only=True``; no ImageNet file needed)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("segmenter file not found", path=str(path))
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure is an unreadable model for the user
-        raise InputError("cannot read the segmenter (not a tensors-only PyTorch file)", path=str(path)) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError(f"not a residual-tumour segmenter file (expected format {FORMAT})", path=str(path))
+    state = read_state(path, FORMAT, "the segmenter", "a residual-tumour segmenter")
     config = SegmenterConfig.from_dict(state["config"])
     network = make_segmenter(config.architecture, None, config.seed, config.unet_features)
     network.load_state_dict(state["state_dict"])

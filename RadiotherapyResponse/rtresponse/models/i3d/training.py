@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import InputError
+from ...modelfile import read_state, save_state
 from .features import Cancelled
 
 FORMAT = "rtresponse-i3d-head-1"
@@ -143,37 +144,18 @@ def predict_proba(network, image, clinical=None, device: str | None = None) -> n
 
 def save_head(path: str | os.PathLike, network, metadata: dict) -> Path:
     """State dict + architecture + ``metadata`` (JSON-able: features, clinical columns, volume config...)."""
-    import torch
-
-    from ...atomic import atomic_path
-
     head = network.head
     architecture = {"n_image": int(network.image_mean.numel()), "n_clinical": int(network.n_clinical),
                     "hidden": int(head[0].out_features), "dropout": float(head[3].p),
                     "clinical_hidden": int(network.clinical[0].out_features) if network.clinical is not None else 64}
-    payload = {"format": FORMAT, "architecture": json.dumps(architecture), "metadata": json.dumps(metadata),
-               "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return save_state(path, FORMAT, network, architecture=json.dumps(architecture), metadata=json.dumps(metadata))
 
 
 def load_head(path: str | os.PathLike, device: str = "cpu") -> tuple[object, dict]:
     """(network in eval mode, metadata); refuses files that are not rtresponse I3D heads."""
-    import torch
-
     from .fusion import make_fusion
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("model file not found", path=str(path))
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise InputError(f"not a readable model file ({type(error).__name__})", path=str(path)) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError("not an rtresponse I3D model file", path=str(path))
+    payload = read_state(path, FORMAT, "the model", "an rtresponse I3D model")
     architecture = json.loads(payload["architecture"])
     network = make_fusion(**architecture)
     network.load_state_dict(payload["state_dict"])
