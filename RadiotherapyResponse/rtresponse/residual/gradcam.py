@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..features.deep2d.catalogue import model_spec
-from ..features.deep2d.gradcam import _min_max
+from ..features.deep2d.gradcam import min_max_per_map
 from .classification import Classifier, _tensor
 from .slices import SliceSample, paste_maps
 
@@ -32,7 +32,7 @@ def gradcam_slices(classifier: Classifier, samples: Sequence[SliceSample], devic
     network = copy.deepcopy(classifier.network).to(device).eval()  # MONAI leaves hooks on the module it wraps
     for parameter in network.parameters():
         parameter.requires_grad_(True)
-    cam = GradCAM(nn_module=network, target_layers=f"net.{spec.cam_layer}", postprocessing=_min_max)
+    cam = GradCAM(nn_module=network, target_layers=f"net.{spec.cam_layer}", postprocessing=min_max_per_map)
     maps = []
     for first in range(0, len(samples), batch_size):
         x = _tensor(samples, range(first, min(first + batch_size, len(samples))), device).requires_grad_(True)

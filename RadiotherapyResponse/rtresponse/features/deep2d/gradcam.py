@@ -78,7 +78,7 @@ def _score_network(network, weights: np.ndarray | None):
     return Score()
 
 
-def _min_max(maps):
+def min_max_per_map(maps):
     """Each map scaled to [0, 1], largest activation 1 (MONAI's default normaliser maps it to 0); flat maps give 0."""
     flat = maps.flatten(1)
     low = flat.min(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
@@ -100,7 +100,7 @@ def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.Path
     combination = target_weights(spec.name, target, statistics)
     network = build(spec, weights, seed, weights_folder).to(device)  # fresh: MONAI leaves hooks on it
     cam = GradCAM(nn_module=_score_network(network, combination), target_layers=f"net.{spec.cam_layer}",
-                  postprocessing=_min_max)
+                  postprocessing=min_max_per_map)
     x = to_input([crop.pixels], spec, device).requires_grad_(True)
     heat = cam(x, class_idx=None if combination is None else 0)  # (1, 1, S, S) in [0, 1]
     heat = F.interpolate(heat.detach().float(), size=crop.pixels.shape, mode="bilinear", align_corners=False)
