@@ -158,9 +158,10 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
 
     ``indices`` (from :func:`bootstrap_indices`) reuses draws across models for paired
     comparisons; otherwise they are drawn from ``random_state``. ``n_jobs`` fits bootstraps in
-    parallel (joblib). ``fast`` ("nb", "lda", "knn" or "rf") says that ``estimator`` is that classifier
+    parallel (joblib). ``fast`` ("nb", "lda", "knn", "svm" or "rf") says that ``estimator`` is that classifier
     of :func:`rtresponse.models.classifiers.make_classifier` (behind the median imputer) and that
-    X has no missing values: the fits then run in numpy (:mod:`.fast_fits`), with the same result.
+    X has no missing values: the fits then skip scikit-learn's per-fit machinery (:mod:`.fast_fits`),
+    with the same result.
     """
     from sklearn.base import clone
 
@@ -182,7 +183,7 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
 
 
 def _fast_params(name: str, estimator) -> dict:
-    """The forest's size and seed, which the numpy path must reproduce."""
+    """The forest's size and seed, which the fast path must reproduce."""
     if name != "rf":
         return {}
     forest = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator

@@ -1,19 +1,21 @@
-"""Bootstrap fits of the cheap classifiers in plain numpy: the same numbers, without per-fit overhead.
+"""Bootstrap fits of the grid's classifiers without scikit-learn's per-fit machinery: the same numbers.
 
 In the 0.632+ grid most of the time goes to scikit-learn's per-fit machinery (clone, input
-validation, the Pipeline), not to arithmetic: forward selection works on at most ``k`` (10)
-features. For the classifiers ``nb``, ``lda`` and ``knn`` of :mod:`rtresponse.models.classifiers`
-(each a StandardScaler followed by the estimator), and ``rf`` (tree by tree), this module reproduces, for one bootstrap
-draw, exactly what the scikit-learn pipeline would compute — tests compare both to 1e-8 — and
-is used by :func:`rtresponse.evaluation.bootstrap.bootstrap_632plus_auc` when asked to
-(``fast="nb"`` etc.) on data without missing values.
+validation, the Pipeline, a fresh RandomState per tree), not to arithmetic: forward selection
+works on at most ``k`` (10) features. For the classifiers of :mod:`rtresponse.models.classifiers`
+this module reproduces, for one bootstrap draw, exactly what the scikit-learn pipeline would
+compute: ``nb``, ``lda`` and ``knn`` in numpy (behind the StandardScaler), ``svm`` by calling
+libsvm and scikit-learn's Platt calibration directly, ``rf`` tree by tree with scikit-learn's
+Cython tree builder. Tests compare each with the scikit-learn pipeline (to 1e-8; the forest and
+the SVM to the last bit). :func:`rtresponse.evaluation.bootstrap.bootstrap_632plus_auc` uses them
+when asked to (``fast="nb"`` etc.) on data without missing values.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FAST_CLASSIFIERS = ("nb", "lda", "knn", "rf")
+FAST_CLASSIFIERS = ("nb", "lda", "knn", "svm", "rf")
 
 
 def _standardise(train: np.ndarray, test: np.ndarray):
@@ -93,32 +95,101 @@ def _knn(train, y, test, k=5):
 def _rf(train, y, test, n_estimators=100, random_state=0):
     """RandomForestClassifier(100, max_features="sqrt", class_weight="balanced", random_state): P(class 1).
 
-    The forest's own recipe (scikit-learn >= 1.9), tree by tree, without its per-fit and
-    per-predict machinery: float32 data, one seed per tree drawn from ``random_state``, each
-    tree's bootstrap drawn with probabilities proportional to the balanced class weights and
-    passed as counts, probabilities averaged over the trees. Tests compare it with the
-    scikit-learn forest; the forest is unscaled, so the data are not standardised here.
+    The forest's own recipe (scikit-learn >= 1.9), tree by tree, built with scikit-learn's own
+    Cython tree builder but without the per-tree Python machinery (parameter checks, and two
+    ``RandomState`` constructions per tree, which cost more than growing a tree on 100 patients):
+    float32 data, one seed per tree drawn from ``random_state``; each tree's bootstrap drawn as
+    ``RandomState(seed).choice(n, n, p=balanced class weights)`` does and passed as counts; the
+    splitter seeded with a fresh ``RandomState(seed)`` as ``DecisionTreeClassifier._fit`` does;
+    probabilities averaged over the trees. Tests compare it with the scikit-learn forest (equal
+    to the last bit); the forest is unscaled, so the data are not standardised here.
     """
-    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._criterion import Gini
+    from sklearn.tree._splitter import BestSplitter
+    from sklearn.tree._tree import DepthFirstTreeBuilder, Tree
     from sklearn.utils.class_weight import compute_sample_weight
 
-    train32, test32 = np.asarray(train, np.float32), np.asarray(test, np.float32)
+    train32 = np.ascontiguousarray(train, dtype=np.float32)
+    test32 = np.ascontiguousarray(test, dtype=np.float32)
+    n, n_features = train32.shape
     weight = compute_sample_weight("balanced", y)
-    probability = weight / weight.sum()
-    target = np.ascontiguousarray(np.unique(y, return_inverse=True)[1].reshape(-1, 1), dtype=np.float64)
+    cdf = (weight / weight.sum()).cumsum()  # RandomState.choice(p=...): cumulative, renormalised, searchsorted
+    cdf /= cdf[-1]
+    classes, encoded = np.unique(y, return_inverse=True)
+    target = np.ascontiguousarray(encoded.reshape(-1, 1), dtype=np.float64)
+    n_classes = np.array([classes.size], dtype=np.intp)
+    max_features = max(1, int(np.sqrt(n_features)))
     seeds = np.random.RandomState(random_state)
-    total = np.zeros((test32.shape[0], 2))
+    state = np.random.RandomState()  # re-seeded per use: the same stream as a new RandomState(seed)
+    total = np.zeros((test32.shape[0], classes.size))
     for _ in range(n_estimators):
         seed = seeds.randint(np.iinfo(np.int32).max)
-        draw = np.random.RandomState(seed).choice(len(y), len(y), replace=True, p=probability).astype(np.int32)
-        tree = DecisionTreeClassifier(max_features="sqrt", random_state=seed)
-        tree._fit(train32, target, sample_weight=np.bincount(draw, minlength=len(y)).astype(np.float64),
-                  check_input=False)
-        total += tree.predict_proba(test32, check_input=False)
+        state.seed(seed)
+        counts = np.bincount(cdf.searchsorted(state.random_sample(n), side="right"), minlength=n).astype(np.float64)
+        state.seed(seed)  # the splitter draws its own seed from a fresh RandomState(seed) when the build starts
+        splitter = BestSplitter(Gini(1, n_classes), max_features, 1, 0.0, state, None)
+        tree = Tree(n_features, n_classes, 1)
+        # min_samples_split 2, min_samples_leaf 1, min_weight_leaf 0, unlimited depth, min_impurity_decrease 0
+        DepthFirstTreeBuilder(splitter, 2, 1, 0.0, np.iinfo(np.int32).max, 0.0).build(tree, train32, target, counts,
+                                                                                        None)
+        total += tree.predict(test32)[:, :classes.size]
     return (total / n_estimators)[:, 1]
 
 
-_FITS = {"nb": _nb, "lda": _lda, "knn": _knn, "rf": _rf}
+# libsvm's seed: used only for its own probability cross-validation, which the calibrated SVM does not ask for
+_LIBSVM_SEED = 0
+
+
+def _svc_fit(train, y):
+    """SVC(kernel="rbf", C=1, gamma="scale", class_weight="balanced").fit: libsvm called as SVC calls it."""
+    from sklearn.svm import _libsvm
+
+    if np.unique(y).size < 2:
+        raise ValueError("The number of classes has to be greater than one; got 1 class")
+    class_weight = y.size / (2 * np.bincount(y, minlength=2).astype(np.float64))
+    variance = train.var()
+    gamma = 1.0 / (train.shape[1] * variance) if variance != 0 else 1.0
+    fitted = _libsvm.fit(train, y.astype(np.float64), svm_type=0, sample_weight=np.empty(0),
+                         class_weight=class_weight, kernel="rbf", C=1.0, nu=0.5, probability=False, degree=3,
+                         shrinking=True, tol=1e-3, cache_size=200, coef0=0.0, gamma=gamma, epsilon=0.1, max_iter=-1,
+                         random_seed=_LIBSVM_SEED)
+    return fitted, gamma
+
+
+def _svc_decision(model, test):
+    """SVC.decision_function for two classes: libsvm's value, sign flipped as scikit-learn does."""
+    from sklearn.svm import _libsvm
+
+    (support, vectors, n_support, dual_coef, intercept, prob_a, prob_b, _, _), gamma = model
+    return -_libsvm.decision_function(test, support, vectors, n_support, dual_coef, intercept, prob_a, prob_b,
+                                      svm_type=0, kernel="rbf", degree=3, cache_size=200, coef0=0.0,
+                                      gamma=gamma).ravel()
+
+
+def _svm(train, y, test):
+    """StandardScaler + CalibratedClassifierCV(SVC, method="sigmoid", cv=3, ensemble=False): P(class 1).
+
+    As scikit-learn does it: decision values of SVCs fitted on three stratified folds (no
+    shuffling) give the Platt sigmoid (scikit-learn's own ``_sigmoid_calibration``), which maps
+    the decision values of an SVC fitted on all training rows; libsvm is called directly,
+    without the estimator, cross-validation and calibration wrappers around it.
+    """
+    from scipy.special import expit
+    from sklearn.calibration import _sigmoid_calibration
+    from sklearn.model_selection import StratifiedKFold
+
+    train, test = np.ascontiguousarray(train), np.ascontiguousarray(test)
+    y = np.asarray(y, dtype=np.int64)
+    held_out_decision = np.empty(y.size)
+    for fit_rows, held_rows in StratifiedKFold(3).split(train, y):
+        held_out_decision[held_rows] = _svc_decision(_svc_fit(train[fit_rows], y[fit_rows]), train[held_rows])
+    slope, intercept = _sigmoid_calibration(held_out_decision, y)
+    probability = expit(-(slope * _svc_decision(_svc_fit(train, y), test) + intercept))
+    probability[(1.0 < probability) & (probability <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV
+    return probability
+
+
+_FITS = {"nb": _nb, "lda": _lda, "knn": _knn, "svm": _svm, "rf": _rf}
 
 
 def fit_predict(name: str, X: np.ndarray, y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray,

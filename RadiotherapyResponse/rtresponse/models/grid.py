@@ -74,8 +74,8 @@ def _undersampled(y: np.ndarray, repeats: int, random_state) -> list[np.ndarray]
             for _ in range(repeats)]
 
 
-# relative cost of one fit, for longest-first scheduling of the cells over workers
-_COST = {"rf": 20.0, "svm": 4.0, "lr": 2.0}
+# relative cost of one bootstrap fit (fast paths for all but lr; nb and knn = 1), for longest-first scheduling
+_COST = {"rf": 40.0, "lr": 25.0, "svm": 8.0, "lda": 2.5}
 
 
 def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, draws: np.ndarray, k: int,
