@@ -5,12 +5,17 @@ The plain loop is what one would write by hand: for every model and draw, clone,
 seconds and the speed-up. Defaults are small so the script finishes in minutes on 2 cores; the
 issue's full setting is `--patients 100 --features 1000 --draws 1000 --paper`.
 
-Every evaluation costs the same per draw, so times grow linearly with --draws, apart from ranking
-the features (once per selector, the same in both methods, timed apart): the last column scales
-the rest to --target draws (1000, the paper's), marked as extrapolated when fewer draws were run. `--skip-plain` times only run_grid (its estimates are then not compared).
+Every evaluated feature subset costs (draws + 1) fits, so times grow linearly with --draws, apart
+from ranking the features (once per selector, the same in both methods, timed apart): the "s at
+1000 draws" column scales the rest to --target draws (the paper's 1000), marked as extrapolated.
+`--run-target [WORKERS ...]` also runs run_grid at --target draws (measured); the plain
+loop at 1000 draws would take about a day, so it is extrapolated from its own time per fit in
+each cell and the number of fits that cell needs at --target draws (taken from the measured run,
+as forward selection may stop at another step with more draws).
+`--skip-plain` times only run_grid (its estimates are then not compared).
 
 Usage: python bench/grid_speed.py [--patients 60] [--features 100] [--draws 50] [--paper] [--workers 1 2]
-       [--target 1000] [--skip-plain]
+       [--target 1000] [--run-target [WORKERS ...]] [--skip-plain]
 """
 
 from __future__ import annotations
@@ -44,22 +49,32 @@ def plain_estimate(estimator, X, y, draws) -> float:
     return float(combine_632plus(apparent, np.array(oob)).mean())
 
 
-def plain_grid(X, y, selectors, classifiers, k, draws) -> dict:
-    estimates = {}
+def plain_grid(X, y, selectors, classifiers, k, draws) -> tuple[dict, dict]:
+    """Estimates per cell, and per cell the seconds spent fitting and the number of fits made."""
+    estimates, costs = {}, {}
     for selector in selectors:
         top = ranked_features(selector, X, y, k)
         for classifier in classifiers:
+            start = time.perf_counter()
             model = _with_imputer(make_classifier(classifier))
-            chosen, best = [], -np.inf
+            chosen, best, evaluations = [], -np.inf, 0
             while len(chosen) < len(top):  # forward selection, as the grid does
                 trials = [(plain_estimate(model, X[chosen + [c]], y, draws), c) for c in top if c not in chosen]
+                evaluations += len(trials)
                 value, feature = max(trials)
                 if value <= best:
                     break
                 chosen.append(feature)
                 best = value
             estimates[(selector, classifier)] = best
-    return estimates
+            costs[(selector, classifier)] = (time.perf_counter() - start, evaluations * (len(draws) + 1))
+    return estimates, costs
+
+
+def forward_evaluations(n_chosen: int, k: int) -> int:
+    """Subsets forward selection evaluates when it ends with n_chosen of k candidates."""
+    steps = n_chosen if n_chosen == k else n_chosen + 1  # the last step found no improvement, unless all were taken
+    return sum(k - j for j in range(steps))
 
 
 def main() -> None:
@@ -71,6 +86,8 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="the paper's 5 x 5 grid (default: 2 x 3 cheap cells)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--target", type=int, default=1000, help="draws the last column is scaled to")
+    parser.add_argument("--run-target", type=int, nargs="*", metavar="WORKERS",
+                        help="also run run_grid at --target draws with these worker counts (default: --workers)")
     parser.add_argument("--skip-plain", action="store_true", help="time run_grid only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -82,40 +99,59 @@ def main() -> None:
     draws = bootstrap_indices(y, args.draws, random_state=0)
 
     # ranking the features (each selector once, on all patients) costs the same in both methods and does
-    # not grow with the draws: timed apart, and only the rest is scaled to --target draws
+    # not grow with the draws: timed apart; the rest grows with the fits made, (draws + 1) per evaluated subset
+    for selector in selectors:  # imports and first-call set-up, which are not ranking
+        ranked_features(selector, X.iloc[:, : 2 * args.k], y, args.k)
     start = time.perf_counter()
     for selector in selectors:
         ranked_features(selector, X, y, args.k)
     ranking = time.perf_counter() - start
-    rows, reference, plain_seconds = [], None, None
+    scale = (args.target + 1) / (args.draws + 1)
+    rows, reference, costs = [], None, None  # rows: (method, workers, draws, seconds, max |diff|, s at target)
     if not args.skip_plain:
         start = time.perf_counter()
-        reference = plain_grid(X, y, selectors, classifiers, args.k, draws)
-        plain_seconds = time.perf_counter() - start
-        rows.append(("plain loop", 1, plain_seconds, 1.0, 0.0))
-    for workers in args.workers:
-        start = time.perf_counter()
-        result = run_grid(X, y, selectors, classifiers, k=args.k, n_bootstrap=args.draws, random_state=0,
-                          n_jobs=workers)
+        reference, costs = plain_grid(X, y, selectors, classifiers, args.k, draws)
         seconds = time.perf_counter() - start
-        ours = {(r.selector, r.classifier): r.auc632plus for r in result.table.itertuples()}
+        rows.append(["plain loop", 1, args.draws, seconds, 0.0, ranking + max(seconds - ranking, 0.0) * scale])
+    chosen = None  # features chosen per cell, from the run that is closest to --target draws
+    for workers in args.workers:
+        seconds, ours, chosen = _timed_grid(X, y, selectors, classifiers, args.k, args.draws, workers)
         difference = max(abs(ours[key] - reference[key]) for key in reference) if reference else float("nan")
-        rows.append(("run_grid", workers, seconds, plain_seconds / seconds if plain_seconds else float("nan"),
-                     difference))
-    scale = args.target / args.draws
+        rows.append(["run_grid", workers, args.draws, seconds, difference,
+                     ranking + max(seconds - ranking, 0.0) * scale])
+    measured = args.run_target is not None and args.target != args.draws
+    if measured:
+        for workers in args.run_target or args.workers:
+            seconds, _, chosen = _timed_grid(X, y, selectors, classifiers, args.k, args.target, workers)
+            rows.append(["run_grid", workers, args.target, seconds, float("nan"), seconds])
+    if costs is not None and measured:
+        # the plain loop at --target draws: its own time per fit in each cell, times the fits that cell needs at
+        # --target draws (forward selection may stop at another step than with few draws)
+        rows[0][5] = ranking + sum(seconds / fits * forward_evaluations(chosen[key], args.k) * (args.target + 1)
+                                   for key, (seconds, fits) in costs.items())
+
     print(f"{args.patients} patients x {args.features} features, {len(selectors)} x {len(classifiers)} cells "
-          f"({', '.join(selectors)} x {', '.join(classifiers)}), k = {args.k}, {args.draws} draws, forward selection")
-    target = f"s at {args.target} draws" + (" (extrapolated)" if scale != 1 else "")
-    print(f"{'method':<12} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'max |diff|':>11} {target:>30}")
-    print(f"{'ranking':<12} {1:>7} {ranking:>9.1f} {'':>9} {'':>11} {ranking:>30.0f}   (in every row below)")
-    for method, workers, seconds, speedup, difference in rows:
-        scaled = ranking + max(seconds - ranking, 0.0) * scale
-        print(f"{method:<12} {workers:>7} {seconds:>9.1f} {speedup:>8.2f}x {difference:>11.2e} {scaled:>30.0f}")
-    if plain_seconds is not None and scale != 1:
-        plain_scaled = ranking + (plain_seconds - ranking) * scale
-        for method, workers, seconds, _, _ in rows[1:]:
-            print(f"speed-up at {args.target} draws, {workers} worker(s): "
-                  f"{plain_scaled / (ranking + (seconds - ranking) * scale):.2f}x")
+          f"({', '.join(selectors)} x {', '.join(classifiers)}), k = {args.k}, forward selection")
+    print(f"{'method':<12} {'workers':>7} {'draws':>6} {'seconds':>9} {'max |diff|':>11} "
+          f"{'s at ' + str(args.target) + ' draws':>18} {'speed-up':>9}")
+    print(f"{'ranking':<12} {1:>7} {'':>6} {ranking:>9.1f} {'':>11} {ranking:>18.0f}   (in every row below)")
+    plain_target = rows[0][5] if costs is not None else None
+    for method, workers, n_draws, seconds, difference, at_target in rows:
+        how = "measured" if n_draws == args.target else "extrapolated"
+        speedup = f"{plain_target / at_target:>8.2f}x" if plain_target else f"{'':>9}"
+        print(f"{method:<12} {workers:>7} {n_draws:>6} {seconds:>9.1f} {difference:>11.2e} {at_target:>18.0f} "
+              f"{speedup}   ({how})")
+    print("speed-up: the plain loop's time at the target (extrapolated from its own time per fit) over the row's")
+
+
+def _timed_grid(X, y, selectors, classifiers, k, draws, workers) -> tuple[float, dict, dict]:
+    start = time.perf_counter()
+    result = run_grid(X, y, selectors, classifiers, k=k, n_bootstrap=draws, random_state=0, n_jobs=workers)
+    seconds = time.perf_counter() - start
+    cells = list(result.table.itertuples())
+    return (seconds, {(r.selector, r.classifier): r.auc632plus for r in cells},
+            {(r.selector, r.classifier): int(r.n_features) for r in cells})
+
 
 if __name__ == "__main__":
     main()

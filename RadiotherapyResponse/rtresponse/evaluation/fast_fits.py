@@ -146,6 +146,7 @@ def _svc_fit(train, y):
 
     if np.unique(y).size < 2:
         raise ValueError("The number of classes has to be greater than one; got 1 class")
+    _libsvm.set_verbosity_wrap(0)  # libsvm's verbosity is global and starts on; SVC.fit sets it before each fit
     class_weight = y.size / (2 * np.bincount(y, minlength=2).astype(np.float64))
     variance = train.var()
     gamma = 1.0 / (train.shape[1] * variance) if variance != 0 else 1.0
