@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("sklearn")
@@ -14,6 +15,9 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from rtresponse.errors import InputError  # noqa: E402
 from rtresponse.evaluation.bootstrap import (  # noqa: E402
     bootstrap_632plus_auc, bootstrap_indices, combine_632plus, fast_auc, forward_selection)
+from rtresponse.evaluation.fast_fits import agrees_with_scikit_learn  # noqa: E402
+from rtresponse.models.classifiers import make_classifier  # noqa: E402
+from rtresponse.models.grid import _with_imputer, run_grid  # noqa: E402
 
 from conftest import rank_auc  # noqa: E402
 
@@ -123,11 +127,9 @@ def test_planted_signal_is_learned_and_permuted_labels_are_not(planted_features)
 
 
 @pytest.mark.parametrize("name", ["nb", "lda", "knn", "svm", "rf"])
-def test_numpy_fast_fits_equal_the_scikit_learn_pipelines(name):
+def test_fast_fits_equal_the_scikit_learn_pipelines(name):
     """The fast path must give the pipeline's own probabilities, so estimates are unchanged."""
     from rtresponse.evaluation.fast_fits import fit_predict
-    from rtresponse.models.classifiers import make_classifier
-    from rtresponse.models.grid import _with_imputer
 
     rng = np.random.default_rng(2)
     X = rng.normal(size=(50, 5)) * [1, 10, 100, 0.1, 1]
@@ -145,6 +147,27 @@ def test_numpy_fast_fits_equal_the_scikit_learn_pipelines(name):
     fast = bootstrap_632plus_auc(model, X, y, indices=draws, fast=name)
     np.testing.assert_allclose(fast.per_bootstrap, slow.per_bootstrap, atol=1e-10)
     assert (fast.sensitivity, fast.specificity) == pytest.approx((slow.sensitivity, slow.specificity))
+    assert agrees_with_scikit_learn(name)  # the grid's own check before it uses the fast path
+
+
+def test_a_fast_path_that_no_longer_matches_scikit_learn_is_not_used(monkeypatch):
+    """A scikit-learn upgrade that changes a recipe makes the grid slower, never different."""
+    from rtresponse.evaluation import fast_fits
+
+    monkeypatch.setitem(fast_fits._FITS, "nb", lambda train, y, test: np.full(len(test), 0.5))
+    fast_fits.agrees_with_scikit_learn.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="fast bootstrap path for 'nb' does not reproduce"):
+            assert not fast_fits.agrees_with_scikit_learn("nb")
+        rng = np.random.default_rng(3)
+        X = pd.DataFrame(rng.normal(size=(30, 4)), columns=list("abcd"))
+        y = (X["a"] + rng.normal(0, 1, 30) > 0).astype(int).to_numpy()
+        grid = run_grid(X, y, ["wilcoxon"], ["nb"], k=2, n_bootstrap=5, forward=False)
+        slow = bootstrap_632plus_auc(_with_imputer(make_classifier("nb")), X[grid.table.features[0].split(";")], y,
+                                     n_bootstrap=5, random_state=0)
+        assert grid.table.auc632plus[0] == pytest.approx(slow.auc, abs=1e-12)
+    finally:
+        fast_fits.agrees_with_scikit_learn.cache_clear()
 
 
 def test_fast_path_refuses_missing_values_and_unknown_names():

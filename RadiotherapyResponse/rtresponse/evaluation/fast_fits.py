@@ -13,6 +13,9 @@ when asked to (``fast="nb"`` etc.) on data without missing values.
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 
 FAST_CLASSIFIERS = ("nb", "lda", "knn", "svm", "rf")
@@ -203,3 +206,32 @@ def fit_predict(name: str, X: np.ndarray, y: np.ndarray, train_rows: np.ndarray,
         return _rf(X[train_rows], y[train_rows], X[test_rows], **params)
     train, test = _standardise(X[train_rows], X[test_rows])
     return _FITS[name](train, y[train_rows], test)
+
+
+@functools.lru_cache(maxsize=None)
+def agrees_with_scikit_learn(name: str) -> bool:
+    """Whether the fast path for ``name`` reproduces the installed scikit-learn (checked once per process).
+
+    The fast paths copy scikit-learn's recipes (the forest's bootstrap, libsvm's call, the Platt
+    fit), which may change between versions; where they no longer match, or the private
+    functions they call are gone, the grid uses the scikit-learn pipeline instead: slower, never
+    different. A warning says so.
+    """
+    import sklearn
+
+    from ..models.classifiers import make_classifier
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 4)) * [1.0, 10.0, 0.1, 1.0]
+    y = (X[:, 0] + rng.normal(0, 1, 40) > 0).astype(int)
+    train = rng.integers(0, 40, 40)
+    test = np.setdiff1d(np.arange(40), train)  # out of bag, as in the bootstrap
+    try:
+        expected = make_classifier(name).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+        agrees = bool(np.allclose(fit_predict(name, X, y, train, test), expected, rtol=0, atol=1e-8))
+    except (ImportError, AttributeError, TypeError, ValueError):  # private scikit-learn API changed
+        agrees = False
+    if not agrees:
+        warnings.warn(f"the fast bootstrap path for '{name}' does not reproduce scikit-learn {sklearn.__version__}: "
+                      "using the scikit-learn pipeline (same results, slower)", RuntimeWarning, stacklevel=2)
+    return agrees

@@ -82,11 +82,12 @@ def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, 
                    n_bootstrap: int, forward: bool, selection: str, complete: bool, random_state, n_jobs):
     """One grid cell: (chosen features, BootstrapResult)."""
     from ..evaluation.bootstrap import bootstrap_632plus_auc, forward_selection
-    from ..evaluation.fast_fits import FAST_CLASSIFIERS
+    from ..evaluation.fast_fits import FAST_CLASSIFIERS, agrees_with_scikit_learn
     from ..selection import make_selector
 
     model = _with_imputer(make_classifier(classifier_name, random_state))
-    fast = classifier_name if complete and classifier_name in FAST_CLASSIFIERS else None
+    fast = (classifier_name if complete and classifier_name in FAST_CLASSIFIERS
+            and agrees_with_scikit_learn(classifier_name) else None)
     if selection == "inside":
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import make_pipeline
