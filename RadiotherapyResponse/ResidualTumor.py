@@ -40,7 +40,7 @@ RUN_TIP = "Predict residual tumour under CCRT and IC+CCRT and recommend a regime
 
 
 class Cancelled(Exception):
-    """The user cancelled the run before the prediction started; nothing was added to the scene."""
+    """The user cancelled the run; nothing was added to the scene."""
 
 
 @dataclass
@@ -145,13 +145,12 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
         import RadiotherapyResponse
 
-        # The prediction itself cannot be interrupted (predict_patient has no cancel hook): Cancel only takes effect
-        # while the models load, before the prediction starts.
+        # Cancel takes effect between the prediction's stages (segmentation, each regimen's model, each Grad-CAM)
         self._run = RadiotherapyResponse.CancellableRun(
             self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
             [self.ui.inputsCollapsibleButton, self.ui.modelsCollapsibleButton, self.ui.outputsCollapsibleButton],
-            progressText="{done} of {total} step(s) done. Predicting: this can take a while and cannot be cancelled.",
-            cancelText="Cancelling before the prediction starts (a prediction under way runs to the end)...",
+            progressText="{done} of {total} step(s) done. Predicting: this can take a while.",
+            cancelText="Cancelling after the current stage of the prediction...",
             onChange=self.updateGUI)
         self.initializeParameterNode()
 
@@ -375,10 +374,11 @@ class ResidualTumorLogic(ScriptedLoadableModuleLogic):
         The tumour is ``tumorSegmentId`` of ``tumorSegmentation``, or, without them, segmented with ``segmenter`` (a
         segmenter file or a loaded ``Segmenter``; the mask then becomes a new segmentation node). ``device``: "auto",
         "cpu" or "cuda". ``gradcam``: make a Grad-CAM volume per regimen on the MR grid. ``progress(done, total)`` is
-        called after each step; when ``shouldCancel()`` returns True once the models are loaded, :class:`Cancelled`
-        is raised and nothing is made. The inputs are only read.
+        called after each step; when ``shouldCancel()`` returns True (asked once the models are loaded and between
+        the prediction's stages), :class:`Cancelled` is raised and nothing is made. The inputs are only read.
         """
         from rtresponse import mrml
+        from rtresponse.errors import Cancelled as PredictionCancelled
         from rtresponse.errors import InputError
         from rtresponse.residual.classification import load_classifier
         from rtresponse.residual.predict import predict_patient
@@ -408,11 +408,13 @@ class ResidualTumorLogic(ScriptedLoadableModuleLogic):
             loadedSegmenter = (load_segmenter(segmenter, device) if isinstance(segmenter, (str, os.PathLike))
                                else segmenter)
         progress(1, RUN_STEPS)
-        # Last chance to cancel: once started, the prediction runs to the end (it has no cancel hook)
         if shouldCancel is not None and shouldCancel():
             raise Cancelled("cancelled before the prediction started")
-        prediction = predict_patient(image, mask, models[0], models[1], segmenter=loadedSegmenter,
-                                     patient_id=name, device=device, gradcam=gradcam)
+        try:
+            prediction = predict_patient(image, mask, models[0], models[1], segmenter=loadedSegmenter,
+                                         patient_id=name, device=device, gradcam=gradcam, should_cancel=shouldCancel)
+        except PredictionCancelled as error:  # between the prediction's stages; nothing was made yet
+            raise Cancelled(str(error)) from error
         progress(2, RUN_STEPS)
 
         table = mrml.dataframe_to_table_node(self.resultFrame(prediction), f"{name} residual tumour", scene=scene)
@@ -652,6 +654,12 @@ class ResidualTumorTest(ScriptedLoadableModuleTest):
             with self.assertRaises(Cancelled):
                 logic.run(mr, ccrtPath, icPath, tumorSegmentation=segmentation, tumorSegmentId=gtvId, device="cpu",
                           shouldCancel=lambda: True)
+            self.assertEqual([slicer.mrmlScene.GetNumberOfNodesByClass(c) for c in outputClasses], before)
+            # Cancel clicked while the prediction runs: it stops at the next stage, still adding nothing
+            answers = iter([False, False])
+            with self.assertRaises(Cancelled):
+                logic.run(mr, ccrtPath, icPath, tumorSegmentation=segmentation, tumorSegmentId=gtvId, device="cpu",
+                          shouldCancel=lambda: next(answers, True))
             self.assertEqual([slicer.mrmlScene.GetNumberOfNodesByClass(c) for c in outputClasses], before)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -328,6 +328,16 @@ def test_one_patient_through_both_models(planted):
         predict_patient(image, None, planted.models["CCRT"], planted.models["IC+CCRT"], patient_id=pid)
     with pytest.raises(InputError, match="the CCRT model was trained for IC\\+CCRT"):
         predict_patient(image, mask, planted.models["IC+CCRT"], planted.models["IC+CCRT"])
+    asked = []  # Cancel clicked at the third question (before the first Grad-CAM): the prediction stops there
+
+    def cancel_on_third_question():
+        asked.append(1)
+        return len(asked) >= 3
+
+    with pytest.raises(Cancelled, match=f"prediction for {pid} cancelled"):
+        predict_patient(image, mask, planted.models["CCRT"], planted.models["IC+CCRT"], patient_id=pid,
+                        should_cancel=cancel_on_third_question)
+    assert len(asked) == 3
 
 
 # --------------------------------------------------------------------------- segmentation

@@ -7,6 +7,10 @@ class RTResponseError(Exception):
     """Base class of every error rtresponse raises on purpose."""
 
 
+class Cancelled(RTResponseError):
+    """The caller asked to stop (a Cancel button); nothing partial was written or added."""
+
+
 class InputError(RTResponseError, ValueError):
     """Bad input: names the patient, file, column or node at fault and what is wrong.
 

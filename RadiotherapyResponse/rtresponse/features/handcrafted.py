@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union
 
-from ..errors import InputError, RTResponseError
+from ..errors import Cancelled, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -28,10 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 Settings = Union[str, os.PathLike, Mapping]
 PARAMETER_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
 STATUS = "status"  # cohort tables: "ok" or why the patient failed
-
-
-class Cancelled(RTResponseError):
-    """The caller asked to stop (Cancel button)."""
 
 
 def presets_folder() -> Path:

@@ -21,14 +21,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, RTResponseError
+from ..errors import Cancelled, InputError
 from .classifiers import PAPER_CLASSIFIERS, make_classifier
 
 PAPER_SELECTORS = ("chi2", "wilcoxon", "nca", "relieff", "inffs")
-
-
-class Cancelled(RTResponseError):
-    """The caller asked to stop."""
 
 
 @dataclass

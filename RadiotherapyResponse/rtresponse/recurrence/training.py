@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, RTResponseError
+from ..errors import Cancelled, InputError
 from ..evaluation.segmentation import dice
 from ..settings import autocast
 from .model import PAPER_CHANNELS, make_unet
@@ -24,10 +24,6 @@ from .preprocess import Sample
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-
-class Cancelled(RTResponseError):
-    """The user cancelled training."""
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from ..modelfile import read_state, save_state
-from ..errors import InputError, RTResponseError
+from ..errors import Cancelled, InputError
 from ..features.deep2d.catalogue import model_spec
 from ..settings import autocast
 from .slices import SliceSample
@@ -39,10 +39,6 @@ PAPER_NETWORKS = ("efficientnet_b0", "inception_resnet_v2", "resnet50", "xceptio
 DEFAULT_NETWORK = "xception"  # the paper's best overall
 UNITS = ("image", "patient")
 FORMAT = "rtresponse-residual-classifier-1"
-
-
-class Cancelled(RTResponseError):
-    """The user cancelled training."""
 
 
 @dataclass

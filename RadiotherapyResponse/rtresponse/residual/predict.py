@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from ..recommendation import CCRT, IC_CCRT, reasoning, recommend, regimen_name
 from .classification import Classifier, patient_probabilities, predict_slices
 from .slices import rectangular_crops
@@ -47,15 +47,23 @@ def _check_regimen(model: Classifier, expected: str) -> None:
 
 def predict_patient(image: "sitk.Image", mask: "sitk.Image | None", ccrt_model: Classifier, ic_model: Classifier,
                     segmenter: "Segmenter | None" = None, patient_id: str = "", device: str = "cpu",
-                    gradcam: bool = True) -> PatientPrediction:
+                    gradcam: bool = True, should_cancel=None) -> PatientPrediction:
     """Residual tumour under CCRT and under IC+CCRT, and the lightest regimen predicted to clear it.
 
     ``mask``: the tumour on ``image``'s grid, or None to segment it with ``segmenter``.
+    ``should_cancel()`` is asked before each stage (segmentation, each regimen's model, each
+    Grad-CAM); when it returns True, :class:`rtresponse.errors.Cancelled` is raised (nothing is
+    written: this function only computes).
     """
     import pandas as pd
 
+    def stop_if_asked():
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"prediction for {patient_id or 'the patient'} cancelled")
+
     _check_regimen(ccrt_model, CCRT)
     _check_regimen(ic_model, IC_CCRT)
+    stop_if_asked()
     if mask is None:
         if segmenter is None:
             raise InputError("no tumour mask: give a mask or a segmenter", patient=patient_id or None)
@@ -67,6 +75,7 @@ def predict_patient(image: "sitk.Image", mask: "sitk.Image | None", ccrt_model: 
     models = {CCRT: ccrt_model, IC_CCRT: ic_model}
     crops, tables, probabilities, residual, maps = {}, [], {}, {}, {}
     for regimen, model in models.items():
+        stop_if_asked()
         key = tuple(sorted(model.config.crop_options().items()))
         if key not in crops:
             crops[key] = rectangular_crops(image, mask, patient_id, **model.config.crop_options())
@@ -79,6 +88,7 @@ def predict_patient(image: "sitk.Image", mask: "sitk.Image | None", ccrt_model: 
         if gradcam:
             from .gradcam import gradcam_image
 
+            stop_if_asked()
             maps[regimen] = gradcam_image(model, samples, image, device)
     boxes = pd.DataFrame([{"slice_index": s.slice_index, "x0": s.box[0], "y0": s.box[1], "x1": s.box[2],
                            "y1": s.box[3], "area_mm2": s.area_mm2} for s in next(iter(crops.values()))])

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from ..modelfile import read_state, save_state
-from ..errors import InputError, RTResponseError
+from ..errors import Cancelled, InputError
 from ..evaluation.segmentation import dice
 from ..settings import autocast
 from .slices import normalise, resize, tumour_voxels
@@ -45,10 +45,6 @@ ARCHITECTURES = ("unet", "deeplabv3")
 FORMAT = "rtresponse-residual-segmenter-1"
 UNET_FEATURES = (32, 32, 64, 128, 256, 32)  # MONAI BasicUNet's default; sides must divide by 16
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class Cancelled(RTResponseError):
-    """The user cancelled training."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ...errors import InputError, RTResponseError
+from ...errors import Cancelled, InputError, RTResponseError
 from ...imaging import tumour_slices
 from ...settings import autocast, resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
@@ -20,10 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STATUS = "status"
 N_FEATURES = 1000
-
-
-class Cancelled(RTResponseError):
-    """The user cancelled a cohort extraction."""
 
 
 def feature_names(model: str) -> list[str]:

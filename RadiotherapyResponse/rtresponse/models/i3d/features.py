@@ -21,12 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...errors import RTResponseError
+from ...errors import Cancelled
 from .preprocess import VolumeConfig, volume_input
-
-
-class Cancelled(RTResponseError):
-    """The caller asked to stop."""
 
 
 @dataclass
