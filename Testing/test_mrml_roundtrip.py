@@ -95,12 +95,14 @@ def test_mask_segment_mask_is_voxel_identical_on_oblique_grid(scene, oblique_ima
     segmentation = mrml.new_segmentation_node("contours", volume, scene)
     segment_id = mrml.mask_to_segment(mask, segmentation, "GTVp", volume)
     assert mrml.segment_names(segmentation)[segment_id] == "GTVp"
+    colour_tables = scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")
     back = mrml.segment_to_mask(segmentation, segment_id, volume)
     assert back.GetPixelID() == sitk.sitkUInt8
     assert_same_geometry(back, oblique_image)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(mask))
-    # the export left no temporary node behind
+    # the export left no temporary node behind, nor the colour table Slicer's export makes for the segmentation
     assert [n.GetName() for n in mrml.nodes_by_class(scene, "vtkMRMLLabelMapVolumeNode")] == []
+    assert scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") == colour_tables
 
 
 def test_two_segments_stay_apart_and_can_be_found_by_name(scene, oblique_image):

@@ -241,8 +241,8 @@ def _set_voxels(volume_node, voxels: np.ndarray) -> None:
 def segment_to_mask(segmentation_node, segment_id: str, reference_volume_node) -> "sitk.Image":
     """The segment as a uint8 0/1 SimpleITK image on the geometry of ``reference_volume_node``.
 
-    The segmentation is not modified (export goes through a temporary label map in a
-    private scene).
+    The segmentation is not modified and nothing is left in the scene: the export goes through a
+    temporary label map, and the colour table the export makes for the segmentation is removed.
     """
     import SimpleITK as sitk
     import vtk
@@ -263,6 +263,7 @@ def segment_to_mask(segmentation_node, segment_id: str, reference_volume_node) -
                              node=seg_name)
     reference = volume_node_to_image(reference_volume_node)  # validates the reference too
     scene = segmentation_node.GetScene()
+    colour_tables = _node_ids(scene, "vtkMRMLColorTableNode")
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__rtresponse_export__")
     try:
         ids = vtk.vtkStringArray()
@@ -280,12 +281,31 @@ def segment_to_mask(segmentation_node, segment_id: str, reference_volume_node) -
             voxels = voxels.astype(np.uint8)
     finally:
         _remove_node(scene, labelmap)
+        # the export makes a colour table for the segmentation ("<name>_ColorTable"); remove it unless it is used
+        referenced = _referenced_ids(scene)
+        for node_id in _node_ids(scene, "vtkMRMLColorTableNode") - colour_tables - referenced:
+            scene.RemoveNode(scene.GetNodeByID(node_id))
     if voxels.shape != sitk.GetArrayViewFromImage(reference).shape:
         raise InputError(f"exported segment '{segment_id}' has shape {voxels.shape}, expected the reference's "
                          f"{sitk.GetArrayViewFromImage(reference).shape}", node=seg_name)
     mask = sitk.GetImageFromArray(voxels)
     mask.CopyInformation(reference)
     return mask
+
+
+def _node_ids(scene, class_name: str) -> set[str]:
+    return {scene.GetNthNodeByClass(i, class_name).GetID() for i in range(scene.GetNumberOfNodesByClass(class_name))}
+
+
+def _referenced_ids(scene) -> set[str]:
+    """IDs of the nodes that some node of the scene refers to."""
+    ids = set()
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        for r in range(node.GetNumberOfNodeReferenceRoles()):
+            role = node.GetNthNodeReferenceRole(r)
+            ids.update(node.GetNthNodeReferenceID(role, k) for k in range(node.GetNumberOfNodeReferences(role)))
+    return ids
 
 
 def _remove_node(scene, node) -> None:
