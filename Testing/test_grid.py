@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("sklearn")
 from rtresponse.errors import InputError  # noqa: E402
 from rtresponse.models.classifiers import CLASSIFIER_NAMES, make_classifier  # noqa: E402
-from rtresponse.models.grid import heatmap, ranked_features, run_grid  # noqa: E402
+from rtresponse.models.grid import _with_imputer, heatmap, ranked_features, run_grid  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,40 @@ def test_every_classifier_gives_probabilities(planted):
         assert np.all((probabilities >= 0) & (probabilities <= 1)), name
     with pytest.raises(InputError, match="unknown classifier 'xgb'"):
         run_grid(X, y, classifiers=("xgb",), n_bootstrap=5)
+
+
+def test_small_imbalanced_cohorts_get_a_calibrated_svm_on_every_draw(tmp_path):
+    """30 patients, 6 positive: some draws hold only 2 positive rows, too few for 3-fold Platt scaling."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from rtresponse.evaluation.bootstrap import bootstrap_632plus_auc, bootstrap_indices
+    from rtresponse.evaluation.fast_fits import fit_predict
+    from rtresponse.models.classifiers import PlattFolds
+    from rtresponse.models.persistence import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = np.r_[np.ones(6), np.zeros(24)].astype(int)
+    X[:, 0] += 1.5 * y
+    draws = bootstrap_indices(y, 300, random_state=0)
+    two = [s for s in draws if y[s].sum() == 2]
+    assert two  # the case in question occurs
+    sample = two[0]
+    out = np.setdiff1d(np.arange(30), sample)
+    expected = make_classifier("svm").fit(X[sample], y[sample]).predict_proba(X[out])[:, 1]
+    np.testing.assert_array_equal(fit_predict("svm", X, y, sample, out), expected)
+    result = bootstrap_632plus_auc(_with_imputer(make_classifier("svm")), X, y, indices=draws, fast="svm")
+    assert 0.5 < result.auc <= 1 and result.n_bootstrap == 300
+    # with enough rows the folds are scikit-learn's stratified 3 folds
+    many = np.r_[np.ones(10), np.zeros(20)].astype(int)
+    for ours, theirs in zip(PlattFolds(3).split(X, many), StratifiedKFold(3).split(X, many)):
+        np.testing.assert_array_equal(ours[1], theirs[1])
+    with pytest.raises(ValueError, match="at least 2 training rows of each class, got 1"):
+        list(PlattFolds(3).split(X[:7], y[5:12]))
+    # the fitted SVM, folds object included, saves and loads without executing code
+    path = save_model(tmp_path / "svm.skops", make_classifier("svm").fit(X, y), ["a", "b", "c"], "response", 1, 0.5)
+    np.testing.assert_allclose(load_model(path)["model"].predict_proba(X), make_classifier("svm").fit(X, y)
+                               .predict_proba(X))
 
 
 def test_heatmap_is_written(planted, tmp_path):

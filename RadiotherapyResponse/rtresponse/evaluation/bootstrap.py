@@ -11,7 +11,9 @@ out, X*b(0)):
     AUC632+ = mean_b [(1 - w_b) AUC(X,X) + w_b AUC'_b]
 
 where AUC(X,X) is the apparent AUC (trained and tested on all patients). Bootstraps whose
-sample or out-of-bag set holds a single class are redrawn. Indices come from
+out-of-bag set holds a single class are redrawn (the paper), and so are those whose sample holds
+fewer than two rows of a class (beyond the paper: a classifier cannot be fitted, nor the SVM's
+Platt scaling cross-validated, on one case; only small cohorts meet such draws). Indices come from
 :func:`bootstrap_indices`, so passing the same ``random_state`` (or the same ``indices``) to
 several models makes their comparison paired. Scores come from ``predict_proba`` (or
 ``decision_function``), never from hard labels; sensitivity and specificity are the out-of-bag
@@ -28,6 +30,7 @@ import numpy as np
 from ..errors import InputError
 
 MAX_REDRAWS = 1000
+MIN_IN_BAG = 2  # rows of each class in every bootstrap sample
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def _isnan(y):
 
 
 def bootstrap_indices(y, n_bootstrap: int = 1000, random_state=None) -> np.ndarray:
-    """(n_bootstrap, N) in-bag indices; every draw has both classes in bag and out of bag."""
+    """(n_bootstrap, N) in-bag indices; every draw has two rows of each class in bag and both classes out of bag."""
     y = _binary(y)
     n = y.size
     if n_bootstrap < 1:
@@ -87,7 +90,7 @@ def bootstrap_indices(y, n_bootstrap: int = 1000, random_state=None) -> np.ndarr
             sample = rng.integers(0, n, n)
             out = np.ones(n, bool)
             out[sample] = False
-            if 0 < y[sample].sum() < n and 0 < y[out].sum() < out.sum():
+            if MIN_IN_BAG <= y[sample].sum() <= n - MIN_IN_BAG and 0 < y[out].sum() < out.sum():
                 draws[b] = sample
                 break
         else:  # pragma: no cover - needs an absurdly unbalanced outcome

@@ -171,21 +171,23 @@ def _svc_decision(model, test):
 
 
 def _svm(train, y, test):
-    """StandardScaler + CalibratedClassifierCV(SVC, method="sigmoid", cv=3, ensemble=False): P(class 1).
+    """StandardScaler + CalibratedClassifierCV(SVC, "sigmoid", cv=PlattFolds(3), ensemble=False): P(class 1).
 
-    As scikit-learn does it: decision values of SVCs fitted on three stratified folds (no
-    shuffling) give the Platt sigmoid (scikit-learn's own ``_sigmoid_calibration``), which maps
-    the decision values of an SVC fitted on all training rows; libsvm is called directly,
-    without the estimator, cross-validation and calibration wrappers around it.
+    As scikit-learn does it: decision values of SVCs fitted on stratified folds (three, no
+    shuffling; see :class:`~rtresponse.models.classifiers.PlattFolds`) give the Platt sigmoid
+    (scikit-learn's own ``_sigmoid_calibration``), which maps the decision values of an SVC
+    fitted on all training rows; libsvm is called directly, without the estimator,
+    cross-validation and calibration wrappers around it.
     """
     from scipy.special import expit
     from sklearn.calibration import _sigmoid_calibration
-    from sklearn.model_selection import StratifiedKFold
+
+    from ..models.classifiers import PlattFolds
 
     train, test = np.ascontiguousarray(train), np.ascontiguousarray(test)
     y = np.asarray(y, dtype=np.int64)
     held_out_decision = np.empty(y.size)
-    for fit_rows, held_rows in StratifiedKFold(3).split(train, y):
+    for fit_rows, held_rows in PlattFolds(3).split(train, y):
         held_out_decision[held_rows] = _svc_decision(_svc_fit(train[fit_rows], y[fit_rows]), train[held_rows])
     slope, intercept = _sigmoid_calibration(held_out_decision, y)
     probability = expit(-(slope * _svc_decision(_svc_fit(train, y), test) + intercept))

@@ -3,7 +3,7 @@
 | name | estimator | hyper-parameters |
 | --- | --- | --- |
 | ``rf``  | random forest | 100 trees, sqrt(p) features per split, balanced class weights |
-| ``svm`` | support vector machine | RBF kernel, C = 1, gamma = "scale", balanced weights; Platt (sigmoid) probabilities fitted by 3-fold CV |
+| ``svm`` | support vector machine | RBF kernel, C = 1, gamma = "scale", balanced weights; Platt (sigmoid) probabilities fitted by stratified 3-fold CV (2-fold when a class has only 2 training rows) |
 | ``knn`` | k-nearest neighbours | k = 5, Euclidean, distance-weighted votes |
 | ``nb``  | Gaussian naive Bayes | class priors from the training data |
 | ``lda`` | linear discriminant analysis | least-squares solver with Ledoit-Wolf shrinkage (p may exceed n) |
@@ -41,8 +41,8 @@ def make_classifier(name: str, random_state: int | None = 0):
     factories = {
         # SVC(probability=True) is deprecated (scikit-learn 1.9): the same Platt scaling, explicitly
         "svm": lambda: CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, gamma="scale", class_weight="balanced",
-                                                  random_state=random_state), method="sigmoid", cv=3,
-                                              ensemble=False),
+                                                  random_state=random_state), method="sigmoid",
+                                              cv=PlattFolds(3), ensemble=False),
         "knn": lambda: KNeighborsClassifier(n_neighbors=5, weights="distance"),
         "nb": GaussianNB,
         "lda": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
@@ -51,6 +51,39 @@ def make_classifier(name: str, random_state: int | None = 0):
     if name not in factories:
         raise InputError(f"unknown classifier '{name}' (choose from {', '.join(CLASSIFIER_NAMES)})")
     return make_pipeline(StandardScaler(), factories[name]())
+
+
+class PlattFolds:
+    """Stratified folds (no shuffling) for the SVM's Platt scaling: ``max_splits``, or as many as the
+    smallest class has rows when that is fewer.
+
+    A bootstrap sample of a small cohort can hold only two rows of a class, too few for 3-fold
+    cross-validation (scikit-learn refuses it); the folds then shrink to two instead of the whole
+    evaluation failing. With enough rows these are ``StratifiedKFold(max_splits)``.
+    """
+
+    def __init__(self, max_splits: int = 3):
+        self.max_splits = max_splits
+
+    def _n_splits(self, y) -> int:
+        import numpy as np
+
+        smallest = int(np.bincount(np.unique(np.asarray(y), return_inverse=True)[1]).min())
+        if smallest < 2:
+            raise ValueError("the SVM's Platt scaling needs at least 2 training rows of each class, "
+                             f"got {smallest}")
+        return min(self.max_splits, smallest)
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.max_splits if y is None else self._n_splits(y)
+
+    def split(self, X, y, groups=None):
+        from sklearn.model_selection import StratifiedKFold
+
+        return StratifiedKFold(self._n_splits(y)).split(X, y)
+
+    def __repr__(self):
+        return f"PlattFolds(max_splits={self.max_splits})"
 
 
 def svm_grid_search(random_state: int | None = 0, n_jobs: int | None = None):
