@@ -257,6 +257,22 @@ class CancellableRun:
         self.onChange()
 
 
+def showSegmentInput(parameterNode, selector, nodeParameter, idParameter):
+    """Show the parameter node's segmentation and segment in a segment selector; the parameter node then follows
+    the selector (which picks the first segment by itself, and loses a segment that was deleted). Shared by the
+    analysis modules."""
+    segmentation, segmentId = getattr(parameterNode, nodeParameter), getattr(parameterNode, idParameter)
+    wasBlocked = selector.blockSignals(True)
+    if selector.currentNode() is not segmentation:
+        selector.setCurrentNode(segmentation)
+    if segmentation and segmentId and selector.currentSegmentID() != segmentId:
+        selector.setCurrentSegmentID(segmentId)
+    selector.blockSignals(wasBlocked)
+    shown = (selector.currentSegmentID() or "") if segmentation else ""
+    if shown != segmentId:
+        setattr(parameterNode, idParameter, shown)  # updates the GUI once more, with a consistent state
+
+
 class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
     """Scriptable entry points of the hub module; everything that computes lives in ``rtresponse``."""
 

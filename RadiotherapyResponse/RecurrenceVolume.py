@@ -178,31 +178,18 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateGUI(self, *unused):
         """Follow the parameter node: segment selectors, model path, device, Run button."""
+        import RadiotherapyResponse
+
         p = self._parameterNode
         if p:
             for selector, nodeParameter, idParameter in self._segmentInputs:
-                self._showSegmentInput(selector, nodeParameter, idParameter)
+                RadiotherapyResponse.showSegmentInput(p, selector, nodeParameter, idParameter)
             if self.ui.modelPathLineEdit.currentPath != p.modelPath:
                 wasBlocked = self.ui.modelPathLineEdit.blockSignals(True)
                 self.ui.modelPathLineEdit.currentPath = p.modelPath
                 self.ui.modelPathLineEdit.blockSignals(wasBlocked)
         self.ui.deviceLabel.text = self.deviceText()
         self._checkCanApply()
-
-    def _showSegmentInput(self, selector, nodeParameter, idParameter):
-        """Show the parameter node's segmentation and segment; the parameter node then follows the selector
-        (which picks the first segment by itself, and loses a segment that was deleted)."""
-        p = self._parameterNode
-        segmentation, segmentId = getattr(p, nodeParameter), getattr(p, idParameter)
-        wasBlocked = selector.blockSignals(True)
-        if selector.currentNode() is not segmentation:
-            selector.setCurrentNode(segmentation)
-        if segmentation and segmentId and selector.currentSegmentID() != segmentId:
-            selector.setCurrentSegmentID(segmentId)
-        selector.blockSignals(wasBlocked)
-        shown = (selector.currentSegmentID() or "") if segmentation else ""
-        if shown != segmentId:
-            setattr(p, idParameter, shown)  # updates the GUI once more, with a consistent state
 
     def onSegmentInputChanged(self, parameter, value):
         if self._parameterNode:

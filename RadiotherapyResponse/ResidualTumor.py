@@ -192,9 +192,12 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateGUI(self, *unused):
         """Follow the parameter node: segment selector, model paths, device, latest recommendation, Run button."""
+        import RadiotherapyResponse
+
         p = self._parameterNode
         if p:
-            self._showSegmentInput()
+            RadiotherapyResponse.showSegmentInput(p, self.ui.tumorSegmentSelector, "tumorSegmentation",
+                                                  "tumorSegmentId")
             for lineEdit, parameter in self._pathInputs:
                 if lineEdit.currentPath != getattr(p, parameter):
                     wasBlocked = lineEdit.blockSignals(True)
@@ -205,22 +208,6 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.recommendationLabel.text = self.recommendationText(p.outputTable)
         self.ui.deviceLabel.text = self.deviceText()
         self._checkCanApply()
-
-    def _showSegmentInput(self):
-        """Show the parameter node's segmentation and segment; the parameter node then follows the selector (which
-        picks the first segment by itself, and loses a segment that was deleted)."""
-        p = self._parameterNode
-        selector = self.ui.tumorSegmentSelector
-        segmentation, segmentId = p.tumorSegmentation, p.tumorSegmentId
-        wasBlocked = selector.blockSignals(True)
-        if selector.currentNode() is not segmentation:
-            selector.setCurrentNode(segmentation)
-        if segmentation and segmentId and selector.currentSegmentID() != segmentId:
-            selector.setCurrentSegmentID(segmentId)
-        selector.blockSignals(wasBlocked)
-        shown = (selector.currentSegmentID() or "") if segmentation else ""
-        if shown != segmentId:
-            p.tumorSegmentId = shown  # updates the GUI once more, with a consistent state
 
     def onInputChanged(self, parameter, value):
         if self._parameterNode:

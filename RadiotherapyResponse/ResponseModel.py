@@ -567,6 +567,8 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self._i3dModelCache[1]
 
     def _updateI3DGUI(self):
+        import RadiotherapyResponse
+
         p = self._parameterNode
         info = self.i3dModelInfo()  # first: a new model may fill inputs (and update the GUI once more)
         cohort = self.i3dCohortNames()
@@ -596,7 +598,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.i3dWeightsFilePathLineEdit.enabled = p.i3dWeights == "file"
         self.ui.i3dClinicalLineEdit.enabled = not p.i3dImageOnly
         self.ui.i3dDeviceLabel.text = self.i3dDeviceText()
-        self._showI3DSegment()
+        RadiotherapyResponse.showSegmentInput(p, self.ui.i3dSegmentSelector, "i3dSegmentation", "i3dSegmentId")
         # Predict: one volume selector per sequence of the model, labelled with the sequence's name
         sequences = info["sequences"] if isinstance(info, dict) else ["MR volume 1", "MR volume 2"]
         for n in range(1, I3D_VOLUME_SLOTS + 1):
@@ -614,22 +616,6 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.i3dModelInfoLabel.text = info or (
                 "PyTorch is needed to read the model file: it is installed when you press Predict." if haveFile
                 else "Choose a model file (dlr_mr.pt or dlr_mr_cf.pt).")
-
-    def _showI3DSegment(self):
-        """Show the parameter node's tumour segment; the parameter node then follows the selector (which picks the
-        first segment by itself, and loses a segment that was deleted)."""
-        p = self._parameterNode
-        selector = self.ui.i3dSegmentSelector
-        segmentation, segmentId = p.i3dSegmentation, p.i3dSegmentId
-        wasBlocked = selector.blockSignals(True)
-        if selector.currentNode() is not segmentation:
-            selector.setCurrentNode(segmentation)
-        if segmentation and segmentId and selector.currentSegmentID() != segmentId:
-            selector.setCurrentSegmentID(segmentId)
-        selector.blockSignals(wasBlocked)
-        shown = (selector.currentSegmentID() or "") if segmentation else ""
-        if shown != segmentId:
-            p.i3dSegmentId = shown  # updates the GUI once more, with a consistent state
 
     def i3dTrainProblem(self):
         """Why I3D Train cannot start, or None."""
