@@ -6,6 +6,8 @@ Bad input ends with one line ``rtresponse: error: ...`` on stderr and exit code 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +16,7 @@ from . import __version__
 from . import cli_i3d, cli_recurrence, cli_residual
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
+from .outputs import FILE, FOLDER, Output, writes
 
 EXIT_BAD_INPUT = 2
 
@@ -226,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sdist", type=Path, help="pyradiomics: use this downloaded pyradiomics_bhklab-3.1.4.tar.gz")
     sample.add_argument("--cache", type=Path, help="pyradiomics: cache folder (default ~/.cache/rtresponse/...)")
     sample.set_defaults(func=_sample_data)
+    writes(sample, Output("out", FOLDER))
 
     features = commands.add_parser(
         "features", help="extract features for every patient of a cohort into a CSV",
@@ -249,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output CSV (deep2d also writes the z-score statistics to OUT.zscore.csv)")
     add_feature_options(features)
     features.set_defaults(func=_features)
+    writes(features, Output("out", FILE))
 
     from .models.classifiers import CLASSIFIER_NAMES, PAPER_CLASSIFIERS
     from .models.grid import PAPER_SELECTORS
@@ -278,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--jobs", type=int, default=1, help="parallel bootstrap fits")
     evaluate.add_argument("--out", required=True, type=Path, help="output folder")
     evaluate.set_defaults(func=_evaluate)
+    writes(evaluate, Output("out", FOLDER))
 
     predict = commands.add_parser(
         "predict", help="apply a saved model (model.skops) to new patients' features",
@@ -288,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--manifest", type=Path, help="manifest with the clinical factors the model uses")
     predict.add_argument("--out", required=True, type=Path, help="output CSV")
     predict.set_defaults(func=_predict)
+    writes(predict, Output("out", FILE))
 
     demo = commands.add_parser(
         "demo", help="make the synthetic cohort, a Slicer scene (scene.mrb) and a summary",
@@ -299,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-analyses", action="store_true", help="only the cohort and the scene")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
+    writes(demo, Output("out", FOLDER))
     add_commands(commands)
     cli_recurrence.add_commands(commands)
     cli_residual.add_commands(commands)
@@ -306,10 +314,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Failed(Exception):
+    """A command returned a non-zero code: its outputs are discarded."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def _manifest_files(args) -> list[Path]:
+    """Files a --manifest names: an output must not be one of them (nor a folder holding one it would replace)."""
+    manifest = getattr(args, "manifest", None)
+    if not isinstance(manifest, Path) or not manifest.is_file():
+        return []
+    from .cohort import load_manifest
+
+    try:
+        cohort = load_manifest(manifest, check_files=False)
+    except RTResponseError:
+        return []  # the command itself reports the manifest's problems
+    return [cohort.resolve(cell) for prefix in ("image_", "mask_") for column in cohort.table.columns
+            if column.startswith(prefix) for cell in cohort.table[column] if cell]
+
+
+def _run_with_outputs(args, argv) -> int:
+    """Run the command writing into staging places; move its outputs into place only if it succeeds."""
+    from .outputs import path_arguments, staged
+
+    finals = {output.option: getattr(args, output.option) for output in args.outputs}
+    inputs = path_arguments(vars(args), skip=finals) + _manifest_files(args)
+    printed = io.StringIO()
+    renames: dict[str, str] = {}
+
+    def unstage(text: str) -> str:  # messages name the final places, never the staging ones
+        for staging, final in renames.items():
+            text = text.replace(staging, final)
+        return text
+
+    try:
+        with staged(finals, args.outputs, inputs, args.overwrite, list(argv or sys.argv[1:])) as places:
+            renames.update({str(places[option]): str(finals[option]) for option in places})
+            for option, place in places.items():
+                setattr(args, option, place)
+            try:
+                with contextlib.redirect_stdout(printed):
+                    code = args.func(args)
+            except RTResponseError as error:
+                raise RTResponseError(unstage(str(error))) from None
+            finally:
+                for option, final in finals.items():
+                    setattr(args, option, final)
+            if code:
+                raise _Failed(code)
+    except _Failed as failed:
+        return failed.code
+    finally:
+        print(unstage(printed.getvalue()), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "outputs", None):
+            return _run_with_outputs(args, argv)
         return args.func(args)
     except RTResponseError as error:
         print(f"rtresponse: error: {error}", file=sys.stderr)

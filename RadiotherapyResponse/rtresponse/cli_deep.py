@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import RTResponseError
+from .outputs import FILE, Output, writes
 
 WEIGHT_CHOICES = "imagenet, random, or a weights file"
 
@@ -116,6 +117,7 @@ def add_commands(commands) -> None:
     labels.add_argument("--min-volume-cc", type=float, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
     labels.add_argument("--out", required=True, type=Path, help="output CSV")
     labels.set_defaults(func=_labels)
+    writes(labels, Output("out", FILE))
 
     weights = commands.add_parser(
         "weights", help="list, locate or download the ImageNet weights of the deep-feature networks",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .outputs import FILE, FOLDER, Output, writes
+
 
 def _volume_config(args):
     from .models.i3d.preprocess import VolumeConfig
@@ -140,9 +142,11 @@ def add_commands(commands) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, type=Path, help="output folder")
     train.set_defaults(func=_train)
+    writes(train, Output("out", FOLDER, keep=("i3d_features.npz",)))
 
     predict = actions.add_parser("predict", parents=[common], help="probability per patient from a saved model")
     predict.add_argument("--model", required=True, type=Path, help="dlr_mr.pt or dlr_mr_cf.pt written by train")
     predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
     predict.add_argument("--out", required=True, type=Path, help="CSV to write")
     predict.set_defaults(func=_predict)
+    writes(predict, Output("out", FILE))

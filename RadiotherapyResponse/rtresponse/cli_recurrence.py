@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import RTResponseError
+from .outputs import FOLDER, Output, writes
 
 
 def _cohort_and_split(args):
@@ -203,6 +204,7 @@ def add_commands(commands) -> None:
     train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
     train.add_argument("--compile", action="store_true", help="torch.compile the network (GPU)")
     train.set_defaults(func=_train)
+    writes(train, Output("out", FOLDER))
 
     for name, func, text in (("baseline", _baseline, "sweep the SUVmax fraction 1-100 %% on the validation patients"),
                              ("evaluate", _evaluate, "compare CNN, SUVmax threshold and GTV on the test patients")):
@@ -213,9 +215,11 @@ def add_commands(commands) -> None:
             action.add_argument("--model", type=Path, help="model.pt written by train (omit: baselines only)")
             action.add_argument("--threshold", type=float, default=0.5, help="CNN probability threshold")
         action.set_defaults(func=func)
+        writes(action, Output("out", FOLDER))
 
     predict = actions.add_parser("predict", parents=[common], help="probability map and relapse mask per patient")
     predict.add_argument("--model", required=True, type=Path, help="model.pt written by train")
     predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
     predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the mask")
     predict.set_defaults(func=_predict)
+    writes(predict, Output("out", FOLDER))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import RTResponseError
+from .outputs import FILE, FOLDER, Output, writes
 
 PAPER = "paper"  # --network paper: the paper's four networks
 UNET_FEATURES = (32, 32, 64, 128, 256, 32)  # rtresponse.residual.segmentation.UNET_FEATURES (no torch import here)
@@ -303,6 +304,7 @@ def add_commands(commands) -> None:
                          help=f"U-Net feature counts (default {' '.join(map(str, UNET_FEATURES))})")
     segment.add_argument("--out", required=True, type=Path, help="output folder")
     segment.set_defaults(func=_segmenter)
+    writes(segment, Output("out", FOLDER))
 
     train = actions.add_parser("train", parents=[cohort, device],
                                help="4:1 split per regimen, train the CCRT and IC+CCRT models, judge on the test set")
@@ -331,6 +333,7 @@ def add_commands(commands) -> None:
                             "test patient")
     train.add_argument("--out", required=True, type=Path, help="output folder")
     train.set_defaults(func=_train)
+    writes(train, Output("out", FOLDER))
 
     predict = actions.add_parser("predict", parents=[device],
                                  help="probabilities under both regimens and the recommendation, per patient")
@@ -348,6 +351,7 @@ def add_commands(commands) -> None:
     predict.add_argument("--gradcam", type=Path, help="also write Grad-CAM images (MR grid) into this folder")
     predict.add_argument("--out", required=True, type=Path, help="output CSV")
     predict.set_defaults(func=_predict)
+    writes(predict, Output("out", FILE), Output("gradcam", FOLDER))
 
     recommend = actions.add_parser("recommend", help="judge recommendations against the physicians' choices "
                                                      "(the paper's Table 3)")
@@ -361,3 +365,4 @@ def add_commands(commands) -> None:
     recommend.add_argument("--yates", action="store_true", help="continuity-corrected chi-square")
     recommend.add_argument("--out", required=True, type=Path, help="output folder")
     recommend.set_defaults(func=_recommend)
+    writes(recommend, Output("out", FOLDER))
