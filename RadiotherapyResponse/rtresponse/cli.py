@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import options
 from . import __version__
 from . import cli_i3d, cli_recurrence, cli_residual
 from .cli_deep import add_commands, add_feature_options
@@ -200,7 +201,7 @@ def _predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = options.Parser(
         prog="rtresponse",
         description="Radiotherapy response prediction from planning CT, MR and FDG-PET/CT "
                     "(the library behind the RadiotherapyResponse 3D Slicer extension).")
@@ -222,9 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "once from PyPI into the user cache and verified by checksum.")
     sample.add_argument("--kind", required=True, choices=("synthetic", "pyradiomics"))
     sample.add_argument("--out", required=True, type=Path, help="output folder")
-    sample.add_argument("--patients", type=int, default=24, help="synthetic: number of patients (default 24)")
-    sample.add_argument("--seed", type=int, default=0, help="synthetic: random seed (default 0)")
-    sample.add_argument("--signal", type=float, default=1.0,
+    sample.add_argument("--patients", type=options.COUNT, default=24, help="synthetic: number of patients (default 24)")
+    sample.add_argument("--seed", type=options.SEED, default=0, help="synthetic: random seed (default 0)")
+    sample.add_argument("--signal", type=options.FINITE, default=1.0,
                         help="synthetic: strength of the planted image-outcome signal (0 = none; default 1)")
     sample.add_argument("--sdist", type=Path, help="pyradiomics: use this downloaded pyradiomics_bhklab-3.1.4.tar.gz")
     sample.add_argument("--cache", type=Path, help="pyradiomics: cache folder (default ~/.cache/rtresponse/...)")
@@ -245,10 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--preset", default="pyradiomics-default",
                           help="handcrafted: preset name (ct-tanaka, mr-jeong, pyradiomics-default)")
     features.add_argument("--params", type=Path, help="handcrafted: a PyRadiomics parameter file (overrides --preset)")
-    features.add_argument("--perturbations", type=int, default=0,
+    features.add_argument("--perturbations", type=options.COUNT_OR_ZERO, default=0,
                           help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
-    features.add_argument("--seed", type=int, default=0, help="random seed (of the perturbations; of deep2d random weights)")
-    features.add_argument("--jobs", type=int, default=1, help="patients in parallel (default 1)")
+    features.add_argument("--seed", type=options.SEED, default=0, help="random seed (of the perturbations; of deep2d random weights)")
+    features.add_argument("--jobs", type=options.COUNT, default=1, help="patients in parallel (default 1)")
     features.add_argument("--out", required=True, type=Path,
                           help="output CSV (deep2d also writes the z-score statistics to OUT.zscore.csv)")
     add_feature_options(features)
@@ -276,11 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"feature selectors (default {' '.join(PAPER_SELECTORS)}; also lasso rfe none)")
     evaluate.add_argument("--classifiers", nargs="+", default=list(PAPER_CLASSIFIERS), choices=CLASSIFIER_NAMES,
                           help=f"classifiers (default {' '.join(PAPER_CLASSIFIERS)})")
-    evaluate.add_argument("--k", type=int, default=10, help="features kept by each selector (default 10)")
-    evaluate.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap draws (default 1000)")
+    evaluate.add_argument("--k", type=options.COUNT, default=10, help="features kept by each selector (default 10)")
+    evaluate.add_argument("--n-bootstrap", type=options.DRAWS, default=1000, help="bootstrap draws (default 1000)")
     evaluate.add_argument("--no-forward", action="store_true", help="bootstrap: skip forward selection")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--jobs", type=int, default=1, help="parallel bootstrap fits")
+    evaluate.add_argument("--seed", type=options.SEED, default=0)
+    evaluate.add_argument("--jobs", type=options.COUNT, default=1, help="parallel bootstrap fits")
     evaluate.add_argument("--out", required=True, type=Path, help="output folder")
     evaluate.set_defaults(func=_evaluate)
     writes(evaluate, Output("out", FOLDER))
@@ -302,9 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "volumes and contours and the cohort's clinical table, and write OUT/scene.mrb and "
                     "OUT/summary.md.")
     demo.add_argument("--out", required=True, type=Path, help="output folder")
-    demo.add_argument("--patients", type=int, default=24, help="number of synthetic patients (default 24)")
+    demo.add_argument("--patients", type=options.COUNT, default=24, help="number of synthetic patients (default 24)")
     demo.add_argument("--no-analyses", action="store_true", help="only the cohort and the scene")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=options.SEED, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
     writes(demo, Output("out", FOLDER))
     add_commands(commands)

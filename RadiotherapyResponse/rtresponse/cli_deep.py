@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import options
 from .errors import RTResponseError
 from .outputs import FILE, Output, writes
 
@@ -24,15 +25,15 @@ def add_feature_options(features: argparse.ArgumentParser) -> None:
     deep.add_argument("--weights", default="imagenet",
                       help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
     deep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
-    deep.add_argument("--batch-size", type=int, default=16, help="slices per network batch (default 16)")
+    deep.add_argument("--batch-size", type=options.COUNT, default=16, help="slices per network batch (default 16)")
     deep.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on GPUs without bfloat16)")
-    deep.add_argument("--top-k", type=int, default=1,
+    deep.add_argument("--top-k", type=options.COUNT, default=1,
                       help="beyond the paper: average the features of the k largest GTV slices (default 1)")
     deep.add_argument("--context", default="mask", choices=("mask", "keep"),
                       help="beyond the paper: 'keep' keeps the tissue around the GTV (default mask, as the paper)")
-    deep.add_argument("--size-mm", type=float, default=100.0, help="crop size in mm (default 100)")
-    deep.add_argument("--level", type=float, default=50.0, help="window level in HU (default 50)")
-    deep.add_argument("--width", type=float, default=350.0, help="window width in HU (default 350)")
+    deep.add_argument("--size-mm", type=options.POSITIVE, default=100.0, help="crop size in mm (default 100)")
+    deep.add_argument("--level", type=options.FINITE, default=50.0, help="window level in HU (default 50)")
+    deep.add_argument("--width", type=options.POSITIVE, default=350.0, help="window width in HU (default 350)")
     deep.add_argument("--zscore-from", type=Path,
                       help="z-score with these statistics (the .zscore.csv written with a training cohort)")
     deep.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for")
@@ -113,8 +114,8 @@ def add_commands(commands) -> None:
     labels.add_argument("--boost", default="GTVp_boost", help="mask name of the boost GTV (default GTVp_boost)")
     labels.add_argument("--days", default="treatment_days", help="clinical column of treatment days before the boost")
     labels.add_argument("--image", default="CT", help="image of the planning GTV (default CT)")
-    labels.add_argument("--threshold", type=float, help="rate threshold as a fraction per day (default: the median)")
-    labels.add_argument("--min-volume-cc", type=float, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
+    labels.add_argument("--threshold", type=options.RATE, help="rate threshold as a fraction per day (default: the median)")
+    labels.add_argument("--min-volume-cc", type=options.NON_NEGATIVE, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
     labels.add_argument("--out", required=True, type=Path, help="output CSV")
     labels.set_defaults(func=_labels)
     writes(labels, Output("out", FILE))

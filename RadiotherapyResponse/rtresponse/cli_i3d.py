@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import options
 from .outputs import FILE, FOLDER, Output, writes
 
 
@@ -112,34 +113,34 @@ def add_commands(commands) -> None:
     train.add_argument("--mask", default="GTVp", help="tumour mask name (default GTVp)")
     train.add_argument("--mode", default="channels", choices=("channels", "streams"),
                        help="sequences as RGB channels of one pass, or one pass each (default channels)")
-    train.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 3.0), metavar=("X", "Y", "Z"),
+    train.add_argument("--spacing", type=options.POSITIVE, nargs=3, default=(1.5, 1.5, 3.0), metavar=("X", "Y", "Z"),
                        help="voxel size in mm (default 1.5 1.5 3)")
-    train.add_argument("--shape", type=int, nargs=3, default=(96, 96, 24), metavar=("X", "Y", "Z"),
+    train.add_argument("--shape", type=options.COUNT, nargs=3, default=(96, 96, 24), metavar=("X", "Y", "Z"),
                        help="input size in voxels around the tumour (default 96 96 24)")
-    train.add_argument("--margin", type=float, default=10.0, help="margin around the tumour box in mm (default 10)")
+    train.add_argument("--margin", type=options.NON_NEGATIVE, default=10.0, help="margin around the tumour box in mm (default 10)")
     train.add_argument("--weights", default="imagenet",
                        help="backbone weights: imagenet (a local file, see `rtresponse weights where`), random, "
                             "or a file")
-    train.add_argument("--augment-copies", type=int, default=0, help="augmented feature copies per training patient")
+    train.add_argument("--augment-copies", type=options.COUNT_OR_ZERO, default=0, help="augmented feature copies per training patient")
     train.add_argument("--clinical", nargs="*", help="clinical factors to choose from (default: all clin_ columns)")
     train.add_argument("--no-clinical", action="store_true", help="image-only model")
-    train.add_argument("--factors", type=int, default=3, help="clinical factors kept by LASSO (paper 3)")
-    train.add_argument("--trials", type=int, default=0, help="Optuna trials (paper 100; 0 = no search)")
+    train.add_argument("--factors", type=options.COUNT_OR_ZERO, default=3, help="clinical factors kept by LASSO (paper 3)")
+    train.add_argument("--trials", type=options.COUNT_OR_ZERO, default=0, help="Optuna trials (paper 100; 0 = no search)")
     train.add_argument("--sampler", default="random", choices=("random", "tpe"), help="Optuna sampler (paper random)")
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 1e-3)")
-    train.add_argument("--batch-size", type=int, default=8, help="(paper 8)")
-    train.add_argument("--hidden", type=int, default=256, help="units of the fusion layer (default 256)")
-    train.add_argument("--clinical-hidden", type=int, default=64, help="units of the clinical branch (default 64)")
-    train.add_argument("--dropout", type=float, default=0.0)
-    train.add_argument("--epochs", type=int, default=300, help="maximum epochs (default 300)")
-    train.add_argument("--patience", type=int, default=30, help="early-stopping patience in epochs (default 30)")
-    train.add_argument("--test-size", type=float, default=1 / 3, help="test fraction (default 1/3)")
-    train.add_argument("--validation-size", type=float, default=0.2, help="validation fraction of the rest")
+    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="Adam learning rate (paper 1e-3)")
+    train.add_argument("--batch-size", type=options.COUNT, default=8, help="(paper 8)")
+    train.add_argument("--hidden", type=options.COUNT, default=256, help="units of the fusion layer (default 256)")
+    train.add_argument("--clinical-hidden", type=options.COUNT, default=64, help="units of the clinical branch (default 64)")
+    train.add_argument("--dropout", type=options.number(0, 1, high_open=True), default=0.0)
+    train.add_argument("--epochs", type=options.COUNT, default=300, help="maximum epochs (default 300)")
+    train.add_argument("--patience", type=options.COUNT, default=30, help="early-stopping patience in epochs (default 30)")
+    train.add_argument("--test-size", type=options.FRACTION, default=1 / 3, help="test fraction (default 1/3)")
+    train.add_argument("--validation-size", type=options.FRACTION, default=0.2, help="validation fraction of the rest")
     train.add_argument("--handcrafted", type=Path,
                        help="handcrafted feature CSV: also fit the paper's HCR SVM on the same split and compare "
                             "(DeLong, NRI, IDI)")
     train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the backbone")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=options.SEED, default=0)
     train.add_argument("--out", required=True, type=Path, help="output folder")
     train.set_defaults(func=_train)
     writes(train, Output("out", FOLDER, keep=("i3d_features.npz",)))

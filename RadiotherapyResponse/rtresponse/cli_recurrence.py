@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import options
 from .errors import RTResponseError
 from .outputs import FOLDER, Output, writes
 
@@ -186,20 +187,20 @@ def add_commands(commands) -> None:
     common.add_argument("--relapse", default="relapse",
                         help="label mask name (default relapse; a GTV name pre-trains on tumour segmentation)")
     common.add_argument("--brain", help="brain mask name, removed from the SUVmax-threshold prediction")
-    common.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "Z"),
+    common.add_argument("--box", type=options.COUNT, nargs=3, metavar=("X", "Y", "Z"),
                         help="box in voxels, sides divisible by 16 (default: the model's, else 160 224 128, the paper's)")
-    common.add_argument("--seed", type=int, default=0, help="seed of the split and the runs (default 0)")
+    common.add_argument("--seed", type=options.SEED, default=0, help="seed of the split and the runs (default 0)")
     common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     common.add_argument("--out", required=True, type=Path, help="output folder")
 
     train = actions.add_parser("train", parents=[common], help="train the U-Net (best of --runs on validation)")
-    train.add_argument("--epochs", type=int, default=500, help="maximum epochs per run (default 500)")
-    train.add_argument("--runs", type=int, default=5, help="runs from different seeds, best kept (paper 5)")
-    train.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (paper 0.1)")
-    train.add_argument("--lr-factor", type=float, default=0.05, help="plateau reduction factor (paper 0.05)")
-    train.add_argument("--lr-patience", type=int, default=10, help="plateau patience in epochs (paper 10)")
-    train.add_argument("--patience", type=int, default=60, help="early-stopping patience in epochs (paper 60)")
-    train.add_argument("--batch-size", type=int, default=2, help="(paper 2)")
+    train.add_argument("--epochs", type=options.COUNT, default=500, help="maximum epochs per run (default 500)")
+    train.add_argument("--runs", type=options.COUNT, default=5, help="runs from different seeds, best kept (paper 5)")
+    train.add_argument("--lr", type=options.POSITIVE, default=0.1, help="Adam learning rate (paper 0.1)")
+    train.add_argument("--lr-factor", type=options.FRACTION, default=0.05, help="plateau reduction factor (paper 0.05)")
+    train.add_argument("--lr-patience", type=options.COUNT_OR_ZERO, default=10, help="plateau patience in epochs (paper 10)")
+    train.add_argument("--patience", type=options.COUNT, default=60, help="early-stopping patience in epochs (paper 60)")
+    train.add_argument("--batch-size", type=options.COUNT, default=2, help="(paper 2)")
     train.add_argument("--init", type=Path, help="fine-tune: start from this model (e.g. one trained on the GTV)")
     train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
     train.add_argument("--compile", action="store_true", help="torch.compile the network (GPU)")
@@ -210,16 +211,16 @@ def add_commands(commands) -> None:
                              ("evaluate", _evaluate, "compare CNN, SUVmax threshold and GTV on the test patients")):
         action = actions.add_parser(name, parents=[common], help=text)
         action.add_argument("--split", type=Path, help="split.csv written by train (default: the seeded split)")
-        action.add_argument("--fraction", type=float, help="SUVmax fraction (default: the validation sweep)")
+        action.add_argument("--fraction", type=options.number(0, 1, low_open=True), help="SUVmax fraction (default: the validation sweep)")
         if name == "evaluate":
             action.add_argument("--model", type=Path, help="model.pt written by train (omit: baselines only)")
-            action.add_argument("--threshold", type=float, default=0.5, help="CNN probability threshold")
+            action.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="CNN probability threshold")
         action.set_defaults(func=func)
         writes(action, Output("out", FOLDER))
 
     predict = actions.add_parser("predict", parents=[common], help="probability map and relapse mask per patient")
     predict.add_argument("--model", required=True, type=Path, help="model.pt written by train")
     predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
-    predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the mask")
+    predict.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="probability threshold of the mask")
     predict.set_defaults(func=_predict)
     writes(predict, Output("out", FOLDER))

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import options
 from .errors import RTResponseError
 from .outputs import FILE, FOLDER, Output, writes
 
@@ -287,7 +288,7 @@ def add_commands(commands) -> None:
     cohort.add_argument("--image", default="T1", help="MR image name (default T1: T1-weighted contrast-enhanced)")
     cohort.add_argument("--mask", default="GTVp", help="tumour mask name (default GTVp); GTVp+GTVn: their union "
                                                        "(the paper's tumour: primary and nodes)")
-    cohort.add_argument("--seed", type=int, default=0, help="seed of the split and of training (default 0)")
+    cohort.add_argument("--seed", type=options.SEED, default=0, help="seed of the split and of training (default 0)")
     cohort.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (GPU)")
 
     segment = actions.add_parser("segmenter", parents=[cohort, device],
@@ -295,12 +296,12 @@ def add_commands(commands) -> None:
     segment.add_argument("--architectures", nargs="+", default=["unet", "deeplabv3"], choices=("unet", "deeplabv3"))
     segment.add_argument("--weights", default="imagenet",
                          help="DeepLabv3's ResNet-50 backbone: imagenet (local file), random, or a FILE")
-    segment.add_argument("--epochs", type=int, default=20, help="(paper 20)")
-    segment.add_argument("--batch-size", type=int, default=32, help="(paper 32)")
-    segment.add_argument("--lr", type=float, default=1e-3, help="RMSprop learning rate (paper 0.001)")
-    segment.add_argument("--input-size", type=int, default=256, help="slices resized to this square (default 256)")
-    segment.add_argument("--negatives", type=float, default=0.25, help="tumour-free slices per tumour slice")
-    segment.add_argument("--unet-features", type=int, nargs=6, default=list(UNET_FEATURES), metavar="N",
+    segment.add_argument("--epochs", type=options.COUNT, default=20, help="(paper 20)")
+    segment.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
+    segment.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="RMSprop learning rate (paper 0.001)")
+    segment.add_argument("--input-size", type=options.COUNT, default=256, help="slices resized to this square (default 256)")
+    segment.add_argument("--negatives", type=options.NON_NEGATIVE, default=0.25, help="tumour-free slices per tumour slice")
+    segment.add_argument("--unet-features", type=options.COUNT, nargs=6, default=list(UNET_FEATURES), metavar="N",
                          help=f"U-Net feature counts (default {' '.join(map(str, UNET_FEATURES))})")
     segment.add_argument("--out", required=True, type=Path, help="output folder")
     segment.set_defaults(func=_segmenter)
@@ -317,17 +318,17 @@ def add_commands(commands) -> None:
                             "xception (default xception); with several, the best on the test patients is kept")
     train.add_argument("--weights", default="imagenet", help="imagenet (local files; never a silent fallback), "
                                                              "random, or a FILE")
-    train.add_argument("--epochs", type=int, default=40, help="(paper 40)")
-    train.add_argument("--batch-size", type=int, default=32, help="(paper 32)")
-    train.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (paper 0.001)")
-    train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--input-size", type=int, help="crop size in pixels (default: the network's, 299 or 224)")
+    train.add_argument("--epochs", type=options.COUNT, default=40, help="(paper 40)")
+    train.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
+    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="SGD learning rate (paper 0.001)")
+    train.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.9)
+    train.add_argument("--input-size", type=options.COUNT, help="crop size in pixels (default: the network's, 299 or 224)")
     train.add_argument("--unit", choices=("image", "patient"), default="image",
                        help="train on slices labelled by their patient (image) or on the patient's mean (patient)")
     train.add_argument("--flip", action="store_true", help="random left-right flips (not in the paper)")
-    train.add_argument("--margin", type=float, default=10.0, help="mm around the tumour's rectangle (default 10)")
-    train.add_argument("--min-pixels", type=int, default=10, help="smallest tumour area of a slice used (pixels)")
-    train.add_argument("--threshold", type=float, default=0.5, help="probability for 'residual' (default 0.5)")
+    train.add_argument("--margin", type=options.NON_NEGATIVE, default=10.0, help="mm around the tumour's rectangle (default 10)")
+    train.add_argument("--min-pixels", type=options.COUNT_OR_ZERO, default=10, help="smallest tumour area of a slice used (pixels)")
+    train.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="probability for 'residual' (default 0.5)")
     train.add_argument("--counterfactual", nargs=2, metavar=("CCRT_OUTCOME", "IC_CCRT_OUTCOME"),
                        help="synthetic cohorts: outcome names under each regimen, to score both models on every "
                             "test patient")

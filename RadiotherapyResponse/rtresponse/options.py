@@ -1,0 +1,91 @@
+"""Number options of the command line, checked when parsed: finite and in their range, or one clear message.
+
+Each factory returns an argparse ``type``: ``integer(1)`` is a whole number >= 1,
+``number(0, 1, low_open=True)`` a finite number in (0, 1]. A bad value ends as
+``rtresponse: error: argument --jobs: must be a whole number >= 1, got 0`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line ``rtresponse: error: ...`` (exit code 2), like every other error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"rtresponse: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return "finite"
+
+
+def integer(low: int | None = None, high: int | None = None):
+    """A whole number in [low, high]."""
+    wanted = f"a whole number {_range_text(low, high, False, False)}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got '{text}'") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False):
+    """A finite number in the range (open or closed ends); NaN and infinity are refused."""
+    wanted = f"a finite number {_range_text(low, high, low_open, high_open)}".replace("finite number finite",
+                                                                                       "finite number")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got '{text}'") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value:g}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+# the ranges used across commands
+COUNT = integer(1)            # patients, epochs, jobs, batch sizes, sizes in voxels
+COUNT_OR_ZERO = integer(0)    # optional extras (perturbations, trials, augmented copies)
+SEED = integer(0, 2 ** 32 - 1)  # what numpy and torch accept
+DRAWS = integer(1, 100_000)   # bootstrap draws: 1000 is the paper's; more is a typo, not a study
+POSITIVE = number(0, low_open=True)
+NON_NEGATIVE = number(0)
+FINITE = number()
+PROBABILITY = number(0, 1)
+FRACTION = number(0, 1, low_open=True, high_open=True)
+
+
+def _rate(text: str) -> float:
+    """A regression-rate threshold as a fraction per day: ``labels`` prints it in %/day, so 1.691 is a likely mix-up."""
+    value = number()(text)
+    if abs(value) >= 1:
+        raise argparse.ArgumentTypeError(f"is a fraction per day (1.691 %/day is 0.01691), got {value:g}: "
+                                         "more than 100 % per day is not a regression rate")
+    return value
+
+
+RATE = _rate
