@@ -57,9 +57,17 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
 
 
 def test_label_image_mask_is_binary(tmp_path):
-    labels = sitk.GetImageFromArray(np.array([[[0, 1, 2, 0]]], dtype=np.uint8))
+    labels = sitk.GetImageFromArray(np.array([[[0, 255, 255, 0]]], dtype=np.uint8))
     path = write_image(labels, tmp_path / "labels.nrrd")
     assert sitk.GetArrayFromImage(read_mask(path)).tolist() == [[[0, 1, 1, 0]]]
+
+
+def test_a_label_map_of_several_structures_is_not_one_mask(tmp_path):
+    labels = sitk.GetImageFromArray(np.array([[[0, 1, 2, 0]]], dtype=np.uint8))
+    path = write_image(labels, tmp_path / "labels.nrrd")
+    with pytest.raises(InputError, match=r"several labels \(1, 2\)") as error:
+        read_mask(path)
+    assert str(path) in str(error.value)
 
 
 def test_segmentation_file_round_trip_and_overlap_refused(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .inputs import binary_mask, finite_voxels, regular_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -27,12 +28,17 @@ def is_segmentation_file(path: str | os.PathLike) -> bool:
 
 
 def read_image(path: str | os.PathLike) -> "sitk.Image":
-    """Read a 3D scalar image; a folder (or a ``.dcm`` file) is read as one DICOM series."""
+    """Read a 3D scalar image; a folder (or a ``.dcm`` file) is read as one DICOM series.
+
+    NaN or infinite voxels are refused (they would make every feature NaN).
+    """
+    return finite_voxels(_read_scalar(path), str(path))
+
+
+def _read_scalar(path: str | os.PathLike) -> "sitk.Image":
     import SimpleITK as sitk
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path=str(path))
+    path = regular_file(path, "image file", folder_ok=True)
     try:
         if path.is_dir() or path.suffix.lower() == ".dcm":
             image = _read_dicom_series(path)
@@ -87,9 +93,7 @@ def read_segmentation(path: str | os.PathLike) -> dict[str, "sitk.Image"]:
     """{segment name: uint8 mask} from a Slicer ``.seg.nrrd`` (any number of layers)."""
     import SimpleITK as sitk
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=str(path))
+    path = regular_file(path, "segmentation file")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -106,8 +110,11 @@ def read_segmentation(path: str | os.PathLike) -> dict[str, "sitk.Image"]:
             key = f"Segment{index}_{field}"
             return reader.GetMetaData(key) if key in keys else default
         name = meta("Name") or meta("ID")
-        label = int(meta("LabelValue", "1"))
-        layer = int(meta("Layer", "0"))
+        try:
+            label, layer = int(meta("LabelValue", "1")), int(meta("Layer", "0"))
+        except ValueError:
+            raise InputError(f"segment '{name}' has a LabelValue or Layer that is not a whole number "
+                             f"({meta('LabelValue')!r}, {meta('Layer')!r})", path=str(path)) from None
         if layer >= len(layers):
             raise InputError(f"segment '{name}' refers to layer {layer} but the file has {len(layers)}", path=str(path))
         mask = sitk.Cast(sitk.Equal(layers[layer], label), sitk.sitkUInt8)
@@ -143,8 +150,7 @@ def read_mask(path: str | os.PathLike, segment: str | None = None) -> "sitk.Imag
             return next(iter(segments.values()))
         wanted = f"no segment named '{segment}'" if segment else "several segments and no name given"
         raise InputError(f"{wanted} (segments: {', '.join(segments) or 'none'})", path=str(path))
-    image = read_image(path)
-    return sitk.Cast(sitk.NotEqual(image, 0), sitk.sitkUInt8)
+    return binary_mask(_read_scalar(path), str(path))
 
 
 def write_image(image: "sitk.Image", path: str | os.PathLike, compress: bool = True) -> Path:
@@ -210,7 +216,8 @@ def describe_geometry(image: "sitk.Image") -> str:
     size = "x".join(str(s) for s in image.GetSize())
     spacing = "x".join(f"{s:g}" for s in image.GetSpacing())
     origin = ", ".join(f"{o:g}" for o in image.GetOrigin())
-    return f"{size} voxels of {spacing} mm at ({origin})"
+    direction = " ".join(f"{d:.4g}" for d in image.GetDirection())
+    return f"{size} voxels of {spacing} mm at ({origin}), direction ({direction})"
 
 
 def align_mask(mask: "sitk.Image", reference: "sitk.Image", tolerance: float = GEOMETRY_TOLERANCE) -> "sitk.Image":
