@@ -89,7 +89,7 @@ def test_feature_table_refuses_outcomes_and_tables_with_nothing_usable(tmp_path)
         feature_table(features().assign(outcome_response="CR"), "hand")
     with pytest.raises(InputError, match="feature table 'hand' has no row whose status is ok"):
         feature_table(features(failed=set(IDS)), "hand", "radiomics")
-    with pytest.raises(InputError, match="cannot read feature table"):
+    with pytest.raises(InputError, match="feature table not found"):
         feature_table(tmp_path / "absent.csv", "absent")
 
 

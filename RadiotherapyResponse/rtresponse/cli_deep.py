@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import options
 from .errors import RTResponseError
+from .inputs import read_table
 from .outputs import FILE, Output, writes
 
 WEIGHT_CHOICES = "imagenet, random, or a weights file"
@@ -46,7 +47,6 @@ def zscore_path(out: Path) -> Path:
 
 def deep_features(args, progress) -> "tuple":
     """Run ``features --kind deep2d``; returns (table, extra files written)."""
-    import pandas as pd
 
     from .atomic import atomic_path
     from .cohort import load_manifest
@@ -54,7 +54,10 @@ def deep_features(args, progress) -> "tuple":
 
     if len(args.image) != 1:
         raise RTResponseError("deep2d takes one --image (the CT)")
-    statistics = pd.read_csv(args.zscore_from, index_col=0) if args.zscore_from else None
+    statistics = None
+    if args.zscore_from:
+        statistics = read_table(args.zscore_from, "the z-score statistics")
+        statistics = statistics.set_index(statistics.columns[0])
     table = extract_cohort(load_manifest(args.manifest), image=args.image[0], mask=args.mask, model=args.model,
                            weights=_weights(args.weights), device=args.device, batch_size=args.batch_size,
                            amp=args.amp, size_mm=args.size_mm, level=args.level, width=args.width,

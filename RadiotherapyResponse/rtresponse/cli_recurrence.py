@@ -8,19 +8,25 @@ import sys
 from pathlib import Path
 
 from . import options
-from .errors import RTResponseError
+from .errors import InputError, RTResponseError
+from .inputs import read_table
 from .outputs import FOLDER, Output, writes
 
 
 def _cohort_and_split(args):
-    import pandas as pd
-
     from .cohort import load_manifest
     from .recurrence.study import patients_with_mask, split_patients
 
     cohort = load_manifest(args.manifest)
     if getattr(args, "split", None):
-        table = pd.read_csv(args.split, dtype=str)
+        table = read_table(args.split, "the split file", text=True)
+        if not {"patient_id", "split"} <= set(table.columns):
+            raise InputError("a split file needs the columns patient_id and split (written by `rtresponse "
+                             "recurrence train`)", path=str(args.split))
+        unknown = sorted(set(table["patient_id"]) - set(cohort.patient_ids))
+        if unknown:
+            raise InputError(f"patient {unknown[0]} of the split is not in the manifest ({len(unknown)} in all)",
+                             path=str(args.split))
         return cohort, {part: table.loc[table["split"] == part, "patient_id"].tolist()
                         for part in ("train", "validation", "test")}
     ids = patients_with_mask(cohort, args.relapse)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from . import options
-from .errors import RTResponseError
+from .errors import InputError, RTResponseError
+from .inputs import read_table
 from .outputs import FILE, FOLDER, Output, writes
 
 PAPER = "paper"  # --network paper: the paper's four networks
@@ -182,17 +183,25 @@ def _recommend(args) -> int:
     from .recommendation import judge, recommend, situations, summarize
     from .residual import study_table
 
-    predictions = pd.read_csv(args.predictions, dtype={"patient_id": str})
+    predictions = read_table(args.predictions, "the predictions")
     needed = {"patient_id", "residual_CCRT", "residual_IC_CCRT"}
     if not needed <= set(predictions.columns):
         raise RTResponseError(f"{args.predictions}: needs columns {', '.join(sorted(needed))} "
                               "(written by `rtresponse residual predict` or `train`)")
     if "status" in predictions.columns:
         predictions = predictions[predictions["status"].fillna("ok") == "ok"]
+    for column in ("residual_CCRT", "residual_IC_CCRT"):  # 0/1 verdicts; int() would truncate a probability
+        values = pd.to_numeric(predictions[column], errors="coerce")
+        odd = predictions.loc[~values.isin([0, 1]), ["patient_id", column]]
+        if len(odd):
+            pid, value = odd.iloc[0]
+            raise InputError(f"'{value}' is not 0 or 1: the column holds the predicted residual tumour (1) or none (0) "
+                             "at the model's threshold, not a probability", patient=pid, column=column,
+                             path=str(args.predictions))
     table, failures = study_table(load_manifest(args.manifest, check_files=False), args.regimen, args.outcome)
     ids = [pid for pid in predictions["patient_id"] if pid in table.index]
     if args.split:
-        split = pd.read_csv(args.split, dtype={"patient_id": str}).set_index("patient_id")["split"]
+        split = _split_column(args.split)
         ids = [pid for pid in ids if split.get(pid) == "test"]
     if not ids:
         raise RTResponseError("no predicted patient has a regimen and an outcome in the manifest")
@@ -221,6 +230,15 @@ def _recommend(args) -> int:
     print(f"model correct {summary.model_rate:.1%}, physicians correct {summary.physician_rate:.1%} "
           f"(chi-square p = {summary.p_value:.3g}; {len(cases)} patients)")
     return 0
+
+
+def _split_column(path: Path):
+    """{patient_id: train|test} of a split.csv written by ``train``."""
+    split = read_table(path, "the split file")
+    if not {"patient_id", "split"} <= set(split.columns):
+        raise InputError("a split file needs the columns patient_id and split (written by `rtresponse residual train`)",
+                         path=str(path))
+    return split.set_index("patient_id")["split"]
 
 
 def _segmenter(args) -> int:

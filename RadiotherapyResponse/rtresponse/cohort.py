@@ -187,9 +187,17 @@ def _missing(value) -> bool:
 def _typed(table: "pd.DataFrame", prefix: str) -> "pd.DataFrame":
     import pandas as pd
 
+    from .inputs import numeric_typos
+
     columns = [c for c in table.columns if c.startswith(prefix)]
     out = pd.DataFrame(index=table.index)
     for column in columns:
+        typos = numeric_typos(table[column])
+        if len(typos):  # one typo would silently turn a number into a many-category factor
+            pid, value = next(iter(typos.items()))
+            more = f" ({len(typos) - 1} more cell(s) like it)" if len(typos) > 1 else ""
+            raise InputError(f"'{value}' is not a number but the column is numeric{more}; correct it or leave the "
+                             "cell empty (missing)", patient=str(pid), column=column)
         values = table[column].replace("", None)
         numbers = pd.to_numeric(values, errors="coerce")
         # numeric when every non-empty cell parses as a number; otherwise keep the text
@@ -202,14 +210,20 @@ def _typed(table: "pd.DataFrame", prefix: str) -> "pd.DataFrame":
 def _read_csv(path: Path) -> "pd.DataFrame":
     import pandas as pd
 
-    if not path.is_file():
-        raise ManifestError(path, ["manifest file not found"])
+    from .inputs import csv_header, regular_file
+
+    try:
+        regular_file(path, "manifest file")
+    except InputError as error:
+        raise ManifestError(path, [error.problem]) from None
     try:
         # everything as text: ids like 007 stay 007, and empty cells stay empty strings
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        header = csv_header(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ManifestError(path, [f"not a readable CSV ({str(error).splitlines()[0]})"]) from None
-    table.columns = [str(c).strip() for c in table.columns]
+    # the names as written: pandas renames a repeated "x" to "x.1", which would hide the repeat
+    table.columns = header if len(header) == table.shape[1] else [str(c).strip() for c in table.columns]
     return table.apply(lambda column: column.str.strip())
 
 
@@ -275,11 +289,16 @@ def validate_manifest(path: str | os.PathLike, read_images: bool = True,
     unreadable files, empty masks and masks that fit none of the patient's images are
     reported. Non-numeric values in an otherwise numeric clinical column are reported too.
     """
+    path = Path(path)
     try:
         cohort = load_manifest(path, check_files=False)
+        problems = []
     except ManifestError as error:
-        return error.problems
-    problems = list(_missing_files(cohort))
+        cohort = _first_rows(path)
+        if cohort is None:
+            return error.problems
+        problems = error.problems  # repeated or empty ids: the other rows are still checked
+    problems += list(_missing_files(cohort))
     problems += _clinical_problems(cohort)
     if not read_images:
         return problems
@@ -291,20 +310,29 @@ def validate_manifest(path: str | os.PathLike, read_images: bool = True,
 
 
 def _clinical_problems(cohort: Cohort) -> list[str]:
-    import pandas as pd
+    from .inputs import numeric_typos
 
     problems = []
     for name in cohort.clinical_names + cohort.outcome_names:
         column = f"clin_{name}" if name in cohort.clinical_names else f"outcome_{name}"
-        values = cohort.table[column]
-        filled = values[values != ""]
-        numbers = pd.to_numeric(filled, errors="coerce")
-        bad = filled[numbers.isna()]
         # mostly numbers with a few text cells is almost always a typo ("6l" for 61)
-        if 0 < len(bad) <= max(1, len(filled) // 5) and len(filled) >= 3:
-            for pid, value in bad.items():
-                problems.append(f"patient {pid}, column {column}: '{value}' is not a number but the column is numeric")
+        for pid, value in numeric_typos(cohort.table[column]).items():
+            problems.append(f"patient {pid}, column {column}: '{value}' is not a number but the column is numeric")
     return problems
+
+
+def _first_rows(path: Path) -> Cohort | None:
+    """The manifest's rows with a non-empty id, each id's first row only; None if its columns are broken."""
+    try:
+        table = _read_csv(path)
+    except ManifestError:
+        return None
+    if ID_COLUMN not in table.columns or table.columns.duplicated().any():
+        return None
+    table = table[(table[ID_COLUMN] != "") & ~table[ID_COLUMN].duplicated()]
+    if not len(table) or any(not c.startswith(PREFIXES) for c in table.columns if c != ID_COLUMN):
+        return None
+    return Cohort(path, table.set_index(ID_COLUMN, drop=True))
 
 
 def _patient_image_problems(cohort: Cohort, pid: str) -> list[str]:

@@ -2,20 +2,60 @@
 
 A model file holds the fitted scikit-learn pipeline and what is needed to apply it to new
 patients: the feature names in order, the outcome and its positive class, and the decision
-cut-off. Loading trusts only types from scikit-learn, NumPy, SciPy and rtresponse; a file that
-needs anything else is refused with the list of types.
+cut-off. Loading accepts only the exact types (and the skops loader of each) that the models
+this library makes need, listed in ``data/skops_allowlist.json``; a file that needs anything
+else, is not a zip archive, or looks like a zip bomb is refused with one message naming it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..safezip import check_zip
 
 FORMAT = "rtresponse-model-1"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "rtresponse.", "builtins.", "collections.")
+ALLOW_LIST = Path(__file__).resolve().parent.parent / "data" / "skops_allowlist.json"
+
+
+@lru_cache(maxsize=1)
+def allowed_types() -> dict[str, frozenset]:
+    """skops loader name -> the exact type names accepted with that loader."""
+    with open(ALLOW_LIST, encoding="utf-8") as handle:
+        return {loader: frozenset(names) for loader, names in json.load(handle)["loaders"].items()}
+
+
+def schema_types(schema) -> set[tuple[str, str]]:
+    """Every (loader, "module.Class") pair of the nodes in a skops ``schema.json``.
+
+    Walks every dict and list (iteratively: the nesting depth is the file's choice), so no node
+    escapes the check wherever it hides.
+    """
+    found, stack = set(), [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "__loader__" in item or "__class__" in item or "__module__" in item:
+                found.add((str(item.get("__loader__")), f"{item.get('__module__')}.{item.get('__class__')}"))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _refused(pairs, allowed: dict[str, frozenset]) -> list[str]:
+    names = []
+    for loader, name in sorted(pairs, key=lambda pair: pair[1]):
+        if name in allowed.get(loader, ()):
+            continue
+        trusted_elsewhere = any(name in names_ for names_ in allowed.values())
+        names.append(f"{name} (as {loader})" if trusted_elsewhere else name)
+    return list(dict.fromkeys(names))
 
 
 def save_model(path: str | os.PathLike, model, features, outcome: str, positive, cutoff: float,
@@ -35,24 +75,51 @@ def save_model(path: str | os.PathLike, model, features, outcome: str, positive,
 
 
 def load_model(path: str | os.PathLike) -> dict:
-    """The bundle written by :func:`save_model`; refuses files that need untrusted types."""
+    """The bundle written by :func:`save_model`; refuses files that need untrusted types.
+
+    Order matters: the zip is checked (bomb, member names) before anything reads it, the types
+    in ``schema.json`` are checked against the allow-list before skops builds its tree, and
+    skops' own audit must agree before anything is constructed.
+    """
     import skops.io as sio
 
     path = Path(path)
     if not path.is_file():
         raise InputError("model file not found", path=str(path))
+    check_zip(path, "a model file")
+    allowed = allowed_types()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read("schema.json"))
+        pairs = schema_types(schema)
+    except Exception as error:  # noqa: BLE001 - no schema, bad JSON, absurd nesting: not a model file
+        raise InputError(f"not a model file ({_first_line(error)})", path=str(path)) from None
+    refused = _refused(pairs, allowed)
+    if refused:
+        raise InputError(f"the file needs types this program does not trust: {', '.join(refused[:8])}"
+                         + (f" and {len(refused) - 8} more" if len(refused) > 8 else ""), path=str(path))
     try:
         untrusted = sio.get_untrusted_types(file=path)
-    except Exception as error:  # not a skops file at all
-        raise InputError(f"not a model file ({str(error).splitlines()[0][:200]})", path=str(path)) from None
-    refused = [name for name in untrusted if not name.startswith(TRUSTED_PREFIXES)]
+    except Exception as error:  # noqa: BLE001 - skops cannot parse it
+        raise InputError(f"not a model file ({_first_line(error)})", path=str(path)) from None
+    # skops names more than node types (a bound method as "module.Class.method"): all must be allowed
+    everything = frozenset().union(*allowed.values())
+    refused = [name for name in untrusted if name not in everything]
     if refused:
         raise InputError(f"the file needs types this program does not trust: {', '.join(refused[:8])}",
                          path=str(path))
-    bundle = sio.load(path, trusted=untrusted)
+    try:
+        bundle = sio.load(path, trusted=untrusted)
+    except Exception as error:  # noqa: BLE001 - allowed types, inconsistent content
+        raise InputError(f"cannot read the model file ({_first_line(error)})", path=str(path)) from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise InputError("not an rtresponse model file", path=str(path))
     return bundle
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0][:200] if text else type(error).__name__)
 
 
 def predict(bundle: dict, features) -> "object":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping, Union
 
 from ..errors import InputError
+from ..inputs import finite_table, repeated
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -23,13 +24,10 @@ STATUS = "status"
 
 
 def read_csv(path: str | os.PathLike, what: str = "the table") -> "pd.DataFrame":
-    """A CSV file as a DataFrame; an unreadable file is an InputError naming it ("cannot read <what> (...)")."""
-    import pandas as pd
+    """A CSV file as a DataFrame (patient ids as text, repeated column names refused); InputError naming it."""
+    from ..inputs import read_table
 
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise InputError(f"cannot read {what} ({str(error).splitlines()[0]})", path=os.fspath(path)) from None
+    return read_table(path, what)
 
 
 def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
@@ -45,6 +43,8 @@ def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
     if "perturbation" in frame.columns or "perturbation" in (frame.index.names or []):
         raise InputError("this is a long table of perturbations; pass it to ICCFilter, not as features", path=label)
     frame.index = frame.index.astype(str)
+    if len(set(map(str, frame.columns))) != frame.shape[1]:
+        raise InputError(f"column {repeated([str(c) for c in frame.columns])[0]} appears more than once", path=label)
     if frame.index.duplicated().any():
         raise InputError(f"duplicate patient_id {frame.index[frame.index.duplicated()][0]}", path=label)
     if STATUS in frame.columns:
@@ -53,7 +53,7 @@ def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
     if text:
         raise InputError(f"non-numeric feature column(s) {', '.join(map(str, text[:5]))}; clinical factors go "
                          "through encode_clinical", path=label)
-    return frame.astype(float)
+    return finite_table(frame.astype(float), label)
 
 
 def encode_clinical(clinical: "pd.DataFrame", columns=None) -> "pd.DataFrame":

@@ -15,13 +15,13 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from ..safezip import check_zip, safe_extract
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -556,15 +556,17 @@ def open_scene_bundle(path: str | os.PathLike, scene=None):
     """Load an ``.mrb`` into ``scene`` (a new scene by default) outside the Slicer application.
 
     slicer-core's ``ReadFromMRB`` needs the application, so the bundle is unpacked into a
-    temporary folder and its ``.mrml`` imported; data files are read while it exists.
+    temporary folder and its ``.mrml`` imported; data files are read while it exists. A file
+    that is not a zip, a zip bomb, or members named outside the folder (absolute, ``..``) are
+    refused before anything is written.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("scene bundle not found", path=str(path))
+    check_zip(path, "a scene bundle")
     scene = new_scene() if scene is None else scene
     with tempfile.TemporaryDirectory(prefix="rtresponse-mrb-") as folder:
-        with zipfile.ZipFile(path) as bundle:
-            bundle.extractall(folder)
+        safe_extract(path, folder, "a scene bundle")
         mrml_files = sorted(Path(folder).rglob("*.mrml"))
         if not mrml_files:
             raise InputError("no .mrml file inside the bundle", path=str(path))

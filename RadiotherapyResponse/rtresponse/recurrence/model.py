@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ..modelfile import read_state, save_state
+from ..modelfile import file_settings, load_weights, read_state, save_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -50,7 +50,8 @@ def save_model(path: str | os.PathLike, network: "torch.nn.Module", config: dict
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple["torch.nn.Module", dict]:
     """A saved model in eval mode on ``device``, and its configuration; refuses files that need code to load."""
     state = read_state(path, FORMAT, "the model", "a recurrence model")
-    config = state["config"]
-    network = make_unet(config.get("channels", PAPER_CHANNELS), seed=None)
-    network.load_state_dict(state["state_dict"])
+    with file_settings(path):
+        config = dict(state["config"])
+        network = make_unet(config.get("channels", PAPER_CHANNELS), seed=None)
+    load_weights(network, state, path)
     return network.to(device).eval(), config

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..modelfile import read_state, save_state
+from ..modelfile import file_settings, load_weights, read_state, save_state
 from ..errors import Cancelled, InputError
 from ..features.deep2d.catalogue import model_spec
 from ..settings import autocast
@@ -344,10 +344,9 @@ def save_classifier(path: str | os.PathLike, classifier: Classifier) -> Path:
 def load_classifier(path: str | os.PathLike, device: str = "cpu") -> Classifier:
     """A saved classifier on ``device``, read with ``weights_only=True`` (no ImageNet file needed)."""
     state = read_state(path, FORMAT, "the classifier", "a residual-tumour classifier")
-    config = ClassifierConfig.from_dict(state["config"])
-    network = make_classifier(config.network, None, config.seed)
-    try:
-        network.load_state_dict(state["state_dict"])
-    except RuntimeError:
-        raise InputError(f"the file's weights do not fit {config.network}", path=str(path)) from None
-    return Classifier(network.to(device).eval(), config, list(state.get("history", [])))
+    with file_settings(path):
+        config = ClassifierConfig.from_dict(state["config"])
+        history = list(state.get("history", []))
+        network = make_classifier(config.network, None, config.seed)
+    load_weights(network, state, path)
+    return Classifier(network.to(device).eval(), config, history)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from ..modelfile import read_state, save_state
+from ..modelfile import file_settings, first_problem, load_weights, read_state, save_state
 from ..errors import Cancelled, InputError
 from ..evaluation.segmentation import dice
 from ..settings import autocast
@@ -146,8 +146,7 @@ def _load_backbone(deeplab, weights, weights_folder) -> None:
     try:
         missing, unexpected = deeplab.backbone.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes that differ
-        problem = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "shapes differ")
-        raise InputError(f"weights do not fit DeepLabv3's ResNet-50 backbone ({problem[:160]})",
+        raise InputError(f"weights do not fit DeepLabv3's ResNet-50 backbone ({first_problem(error)})",
                          path=str(path)) from None
     if missing or unexpected:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
@@ -358,7 +357,9 @@ def save_segmenter(path: str | os.PathLike, segmenter: Segmenter) -> Path:
 def load_segmenter(path: str | os.PathLike, device: str = "cpu") -> Segmenter:
     """A saved segmenter on ``device`` (read with ``weights_only=True``; no ImageNet file needed)."""
     state = read_state(path, FORMAT, "the segmenter", "a residual-tumour segmenter")
-    config = SegmenterConfig.from_dict(state["config"])
-    network = make_segmenter(config.architecture, None, config.seed, config.unet_features)
-    network.load_state_dict(state["state_dict"])
-    return Segmenter(network.to(device).eval(), config, float(state.get("validation_dice", float("nan"))))
+    with file_settings(path):
+        config = SegmenterConfig.from_dict(state["config"])
+        dice = float(state.get("validation_dice", float("nan")))
+        network = make_segmenter(config.architecture, None, config.seed, config.unet_features)
+    load_weights(network, state, path)
+    return Segmenter(network.to(device).eval(), config, dice)

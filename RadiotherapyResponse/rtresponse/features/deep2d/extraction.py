@@ -51,9 +51,28 @@ def extract(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike 
     for the preprocessing and the options beyond the paper; ``top_k > 1`` averages the
     features of the k largest slices). ``weights``: ``"imagenet"``, a file, or None (random, ``seed``).
     """
+    from ...inputs import binary_mask, finite_voxels, require_image
+
+    _check_options(size_mm, level, width, context, top_k)
+    image = finite_voxels(require_image(image, "image"))
+    mask = binary_mask(mask)
     crops = [crop.pixels for crop in tumour_slices(image, mask, size_mm, level, width, context, top_k)]
     outputs = network_outputs(crops, model, weights, resolve_device(device), amp, seed, weights_folder)
     return outputs.mean(axis=0)
+
+
+def _check_options(size_mm, level, width, context, top_k) -> None:
+    """The preprocessing options, checked once before any patient (not once per patient as a failure)."""
+    import math
+
+    if not (math.isfinite(size_mm) and size_mm > 0):
+        raise InputError(f"size_mm must be a positive number of millimetres, got {size_mm}")
+    if not (math.isfinite(width) and width > 0) or not math.isfinite(level):
+        raise InputError(f"the window needs a finite level and a positive width, got level {level}, width {width}")
+    if context not in ("mask", "keep"):
+        raise InputError(f"context must be 'mask' or 'keep', got {context!r}")
+    if int(top_k) != top_k or top_k < 1:
+        raise InputError(f"top_k must be a whole number >= 1, got {top_k}")
 
 
 def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
@@ -108,6 +127,7 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     for kind, name, names in (("image", image, cohort.image_names), ("mask", mask, cohort.mask_names)):
         if name not in names:
             raise InputError(f"no column {kind}_{name} ({kind}s: {', '.join(names)})", path=str(cohort.path))
+    _check_options(size_mm, level, width, context, top_k)
     device = resolve_device(device)
     load_network(spec, weights, seed, weights_folder, device)  # fail fast (missing weights) before any patient
     options = dict(size_mm=size_mm, level=level, width=width, context=context, top_k=top_k)
@@ -142,6 +162,9 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     table[STATUS] = [status[pid] for pid in ids]
     if standardize:
         ok = table[STATUS] == "ok"
+        if not ok.any():  # say why, not only that z-scoring has nothing to work on
+            pid = table.index[0]
+            raise InputError(f"no patient's features could be computed; patient {pid}: {table.at[pid, STATUS]}")
         if statistics is None and ok.sum() < 2:
             raise InputError(f"z-scoring needs at least 2 patients with features, got {int(ok.sum())}")
         _, statistics = zscore(table[ok], statistics)

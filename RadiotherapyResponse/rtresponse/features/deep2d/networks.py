@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import InputError
+from ...modelfile import check_torch_file, first_problem
 from .catalogue import ModelSpec, model_spec
 from .weights import read_state_dict, require_weights
 
@@ -26,13 +27,6 @@ _TORCHVISION_OPTIONS = {
 _AUXILIARY = ("aux1.", "aux2.", "AuxLogits.")
 # torchvision's DenseNet files predate a module rename ("norm.1" -> "norm1"); the same regex torchvision uses.
 _DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-
-
-def _first_problem(error: Exception) -> str:
-    """The line of a load_state_dict error that names keys ("Missing key(s) ...", "size mismatch ...")."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__
-    return detail if len(detail) <= 200 else detail[:197] + "..."
 
 
 def _torchvision_state(spec: ModelSpec, state: dict) -> dict:
@@ -51,7 +45,7 @@ def _build_torchvision(spec: ModelSpec, path: Path | None):
         try:
             model.load_state_dict(_torchvision_state(spec, read_state_dict(path)))
         except RuntimeError as error:
-            raise InputError(f"weights do not fit {spec.name} ({_first_problem(error)})", path=str(path)) from None
+            raise InputError(f"weights do not fit {spec.name} ({first_problem(error)})", path=str(path)) from None
     return model
 
 
@@ -62,10 +56,15 @@ def _build_timm(spec: ModelSpec, path: Path | None, imagenet: bool):
         return timm.create_model(spec.id, pretrained=False, num_classes=1000)
     tag = (spec.weights or {}).get("tag") if imagenet else None
     name = f"{spec.id}.{tag}" if tag else spec.id
+    if path.suffix != ".safetensors":
+        check_torch_file(path, "a weights file")  # timm reads it with torch.load: no zip bomb first
     try:  # timm's own loader: applies the model's key remapping, safetensors or weights_only torch.load
         return timm.create_model(name, pretrained=True, num_classes=1000, pretrained_cfg_overlay={"file": str(path)})
-    except RuntimeError as error:
-        raise InputError(f"weights do not fit {spec.name} ({_first_problem(error)})", path=str(path)) from None
+    except Exception as error:  # noqa: BLE001 - the file is the user's: refused pickles, bad zips, misfits
+        if str(error).startswith("Error(s) in loading state_dict"):
+            raise InputError(f"weights do not fit {spec.name} ({first_problem(error)})", path=str(path)) from None
+        raise InputError(f"cannot read weights for {spec.name} ({first_problem(error)}); files that need "
+                         "pickled code to load are refused", path=str(path)) from None
 
 
 def build(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet", seed: int = 0,

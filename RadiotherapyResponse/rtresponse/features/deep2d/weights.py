@@ -2,7 +2,8 @@
 
 Weights are never fetched behind the user's back and never replaced by random ones: a
 missing file is a :class:`WeightsNotFound` error that says where to put it. Files are read
-as safetensors or with ``torch.load(weights_only=True)``, so loading runs no pickled code.
+as safetensors or with ``torch.load(weights_only=True)``, so loading runs no pickled code; a
+PyTorch zip file is first checked for zip bombs and odd member names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import InputError
+from ...modelfile import check_torch_file
 from ...settings import default_weights_folder
 from .catalogue import ModelSpec, model_spec
 
@@ -118,6 +120,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
     path = Path(path)
     if not path.is_file():
         raise InputError("weights file not found", path=str(path))
+    if path.suffix != ".safetensors":
+        check_torch_file(path, "a weights file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -131,6 +135,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise InputError("weights file holds no state dict", path=str(path))
     return state

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import InputError
-from ...modelfile import read_state, save_state
+from ...modelfile import file_settings, load_weights, read_state, save_state
 from .features import Cancelled
 
 FORMAT = "rtresponse-i3d-head-1"
@@ -156,8 +156,10 @@ def load_head(path: str | os.PathLike, device: str = "cpu") -> tuple[object, dic
     from .fusion import make_fusion
 
     payload = read_state(path, FORMAT, "the model", "an rtresponse I3D model")
-    architecture = json.loads(payload["architecture"])
-    network = make_fusion(**architecture)
-    network.load_state_dict(payload["state_dict"])
+    with file_settings(path):
+        architecture = json.loads(payload["architecture"])
+        metadata = json.loads(payload["metadata"])
+        network = make_fusion(**architecture)
+    load_weights(network, payload, path)
     network.to(device).eval()
-    return network, json.loads(payload["metadata"])
+    return network, metadata
