@@ -266,3 +266,14 @@ def test_label_map_volume_round_trips_as_a_volume(scene, oblique_image):
     assert node.IsA("vtkMRMLLabelMapVolumeNode")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mrml.volume_node_to_image(node)),
                                   sitk.GetArrayFromImage(mask))
+
+
+def test_empty_text_and_missing_text_stay_apart_in_a_table_round_trip(scene):
+    frame = pd.DataFrame({"note": ["", None, "left"], "dose": [70.0, np.nan, 66.0]},
+                         index=pd.Index(["007", "008", "009"], name="patient_id"))
+    back = mrml.table_node_to_dataframe(mrml.dataframe_to_table_node(frame, "notes", scene))
+    assert back.loc["007", "note"] == ""
+    assert pd.isna(back.loc["008", "note"])
+    assert back.loc["009", "note"] == "left"
+    assert list(back.index) == ["007", "008", "009"]
+    assert np.isnan(back.loc["008", "dose"])

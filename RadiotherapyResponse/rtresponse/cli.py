@@ -373,10 +373,27 @@ def _run_with_outputs(args, argv) -> int:
     return 0
 
 
+CREATED_FOLDERS = ("weights_folder", "cache")  # path options that may name a folder not made yet
+
+
+def _check_input_paths(args) -> None:
+    """Every input path option names an existing file or folder, before any work (and never a pipe)."""
+    from .inputs import regular_file
+    from .outputs import path_arguments
+
+    skip = [output.option for output in getattr(args, "outputs", ())] + list(CREATED_FOLDERS)
+    for name, value in vars(args).items():
+        if name in skip:
+            continue
+        for path in path_arguments({name: value}):
+            regular_file(path, f"--{name.replace('_', '-')} file", folder_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_input_paths(args)
         if getattr(args, "outputs", None):
             return _run_with_outputs(args, argv)
         return args.func(args)

@@ -87,7 +87,7 @@ def _labels(args) -> int:
 
 
 def _weights_command(args) -> int:
-    from .features.deep2d import MODELS, download_weights, find_weights, model_spec
+    from .features.deep2d import MODELS, find_weights, model_spec
     from .settings import default_weights_folder
 
     folder = args.weights_folder or default_weights_folder()
@@ -102,9 +102,22 @@ def _weights_command(args) -> int:
         raise RTResponseError(f"name the network(s) to {args.action}")
     for name in args.names:
         spec = model_spec(name)
-        print(download_weights(spec, folder) if args.action == "download"
-              else find_weights(spec, folder) or f"{name}: missing")
+        print(_download(spec, folder) if args.action == "download" else find_weights(spec, folder) or f"{name}: missing")
     return 0
+
+
+def _download(spec, folder):
+    from .features.deep2d import download_weights
+
+    try:
+        return download_weights(spec, folder)
+    except RTResponseError:
+        raise
+    except Exception as error:  # noqa: BLE001 - urllib, huggingface_hub and OS errors alike: no download
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise RTResponseError(f"cannot download the ImageNet weights of '{spec.name}' ({reason}); without internet "
+                              f"access put the file {spec.weights.get('file')} into {folder / spec.name} by hand") \
+            from None
 
 
 def add_commands(commands) -> None:

@@ -86,7 +86,8 @@ def _predict(args) -> int:
     from .settings import resolve_device
 
     cohort = load_manifest(args.manifest)
-    table = predict_patients(args.model, cohort, args.patients, args.weights_folder, resolve_device(args.device))
+    table = predict_patients(args.model, cohort, cohort.known(args.patients), args.weights_folder,
+                             resolve_device(args.device))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)

@@ -163,7 +163,7 @@ def _predict(args) -> int:
     cohort = load_manifest(args.manifest)
     device = resolve_device(args.device)
     network, settings = load_model(args.model, device)
-    ids = args.patients or cohort.patient_ids
+    ids = cohort.known(args.patients)
     args.out.mkdir(parents=True, exist_ok=True)
     for sample in _samples(args, cohort, ids, "prediction", label=None, box=_box(args, settings)):
         [probability] = predict_boxes(network, [sample], device)

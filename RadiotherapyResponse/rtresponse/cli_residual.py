@@ -153,7 +153,7 @@ def _predict(args) -> int:
                 return mr, (None if segmenter is not None else read_tumour(cohort, pid, args.mask, args.image, mr))
             return read
 
-        cases = [(pid, reader(pid)) for pid in (args.patients or cohort.patient_ids)]
+        cases = [(pid, reader(pid)) for pid in cohort.known(args.patients)]
     for pid, read in cases:
         try:
             image, mask = read()

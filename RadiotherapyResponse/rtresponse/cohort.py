@@ -99,6 +99,18 @@ class Cohort:
         return (f"Cohort({self.path.name}: {len(self)} patients; images {self.image_names}, masks {self.mask_names}, "
                 f"clinical {self.clinical_names}, outcomes {self.outcome_names})")
 
+    def known(self, patient_ids) -> list[str]:
+        """``patient_ids`` (all patients when None) after checking that each is in the manifest."""
+        if patient_ids is None:
+            return self.patient_ids
+        ids = [str(pid) for pid in patient_ids]
+        unknown = [pid for pid in ids if pid not in self.table.index]
+        if unknown:
+            raise InputError(f"patient(s) {', '.join(unknown[:5])} not in the manifest "
+                             f"(it has {', '.join(self.patient_ids[:5])}{', ...' if len(self) > 5 else ''})",
+                             path=str(self.path))
+        return ids
+
     def patient(self, patient_id: str) -> Patient:
         if patient_id not in self.table.index:
             raise InputError("not in the manifest", patient=str(patient_id), path=str(self.path))

@@ -159,6 +159,8 @@ def patient_features(model_features: Sequence[str], features: "pd.DataFrame", cl
         raise InputError(f"the model uses clinical factors ({', '.join(clinical_missing[:5])}): choose the "
                          "patient's clinical table")
     if missing:
+        hint = ("; if they are clinical factors, give the clinical table (the manifest: `rtresponse predict "
+                "--manifest`)") if clinical is None else ""
         raise InputError(f"the features lack {len(missing)} column(s) the model needs, e.g. "
-                         f"{', '.join(map(str, missing[:5]))}", node=label)
+                         f"{', '.join(map(str, missing[:5]))}{hint}", node=label)
     return features

@@ -33,6 +33,7 @@ _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 # Node attributes used to restore a DataFrame exactly from a table node.
 _INDEX_ATTRIBUTE = "rtresponse.index"
 _DTYPES_ATTRIBUTE = "rtresponse.dtypes"
+_MISSING_ATTRIBUTE = "rtresponse.missing"  # rows of each text column that were missing (not empty text)
 
 
 # --------------------------------------------------------------------------- scene helpers
@@ -397,14 +398,18 @@ def dataframe_to_table_node(df: "pd.DataFrame", name: str, scene=None):
     if len(set(names)) != len(names):
         raise InputError("column names are not unique", node=name)
     table = vtk.vtkTable()
-    dtypes = {}
+    dtypes, missing = {}, {}
     for column, values in zip(names, (frame.iloc[:, i] for i in range(frame.shape[1]))):
         dtypes[column] = str(values.dtype)
         table.AddColumn(_vtk_column(column, values))
+        if table.GetColumn(table.GetNumberOfColumns() - 1).IsA("vtkStringArray"):
+            # a text cell is '' both when missing and when empty: remember which were missing
+            missing[column] = [i for i, value in enumerate(values.tolist()) if _is_missing(value)]
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     node.SetAndObserveTable(table)
     node.SetAttribute(_INDEX_ATTRIBUTE, json.dumps(index_names))
     node.SetAttribute(_DTYPES_ATTRIBUTE, json.dumps(dtypes))
+    node.SetAttribute(_MISSING_ATTRIBUTE, json.dumps(missing))
     return node
 
 
@@ -456,6 +461,8 @@ def table_node_to_dataframe(table_node) -> "pd.DataFrame":
 
     _require(table_node, "vtkMRMLTableNode", "table node")
     table = table_node.GetTable()
+    missing = table_node.GetAttribute(_MISSING_ATTRIBUTE)
+    missing = None if missing is None else json.loads(missing)  # None: not written by rtresponse
     columns = {}
     for i in range(table.GetNumberOfColumns()):
         array = table.GetColumn(i)
@@ -464,7 +471,12 @@ def table_node_to_dataframe(table_node) -> "pd.DataFrame":
             columns[name] = numpy_support.vtk_to_numpy(array).copy()
         else:
             values = [array.GetValue(r) for r in range(array.GetNumberOfValues())]
-            columns[name] = pd.Series([None if v == "" else v for v in values], dtype=object)
+            if missing is not None and name in missing:
+                gaps = set(missing[name])
+                values = [None if r in gaps else v for r, v in enumerate(values)]
+            else:
+                values = [None if v == "" else v for v in values]
+            columns[name] = pd.Series(values, dtype=object)
     frame = pd.DataFrame(columns)
     dtypes = json.loads(table_node.GetAttribute(_DTYPES_ATTRIBUTE) or "{}")
     for column, dtype in dtypes.items():
