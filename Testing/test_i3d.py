@@ -1,6 +1,7 @@
 """Inflated-3D ResNet-50 radiomics (Jeong et al.): inflation, input pipeline, cached features, the fusion
 head, training on a planted signal, Optuna, Shapley values, model files and the CLI."""
 
+import os
 import shutil
 
 import numpy as np
@@ -142,6 +143,12 @@ def test_features_are_cached_and_a_failing_patient_is_isolated(synthetic_cohort,
     again = cohort_features(cohort, SMALL, weights=None, cache=cache)
     assert set(asked) == {"P002"} and "P002" in again.failures  # only the failed patient is tried again
     np.testing.assert_array_equal(again.values, first.values)
+    t1 = manifest.parent / "P001" / "T1.nrrd"  # an image that changed since: its row is computed anew
+    os.utime(t1, ns=(t1.stat().st_atime_ns, t1.stat().st_mtime_ns + 10 ** 9))
+    asked.clear()
+    changed = cohort_features(cohort, SMALL, weights=None, cache=cache)
+    assert set(asked) == {"P001", "P002"}
+    np.testing.assert_allclose(changed.values, first.values, rtol=1e-5, atol=1e-5)
     other = cohort_features(cohort, VolumeConfig(**{**SMALL.to_dict(), "margin_mm": 6.0}), ["P001"], weights=None,
                             cache=cache)
     assert "P001" in asked and other.values.shape == (1, 2048)  # another setting: computed anew

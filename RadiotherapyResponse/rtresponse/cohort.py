@@ -192,6 +192,23 @@ class Cohort:
                          patient=patient_id, column=column, path=str(path))
 
 
+def file_fingerprint(paths) -> str:
+    """A digest of each file's path, size and modification time (every file of a DICOM folder): changes when they do."""
+    import hashlib
+
+    parts = []
+    for path in paths:
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for item in files:
+            try:
+                info = item.stat()
+                parts.append(f"{item.resolve()}|{info.st_size}|{info.st_mtime_ns}")
+            except OSError:
+                parts.append(f"{item}|missing")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 

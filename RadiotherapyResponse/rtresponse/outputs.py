@@ -81,7 +81,8 @@ def check(path: Path, output: Output, inputs: Iterable[Path], overwrite: bool) -
         return
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} is a file; give a folder", path=str(path))
-    if not path.is_dir() or not any(path.iterdir()):
+    held = {item.name for item in path.iterdir()} - {RUN_MARKER} if path.is_dir() else set()
+    if not held or held <= set(output.keep):  # empty, or only caches this command reuses
         return
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"{flag}: no permission to write in the folder", path=str(path))

@@ -73,18 +73,31 @@ def _read_cache(path: Path, key: str):
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as data:
-        if str(data["key"]) != key:
+        if str(data["key"]) != key or "sources" not in data.files:
             return None
-        return list(data["patient_ids"]), data["copies"], data["values"]
+        return list(data["patient_ids"]), data["copies"], data["values"], list(data["sources"])
 
 
-def _write_cache(path: Path, key: str, patient_ids, copies, values) -> None:
+def _write_cache(path: Path, key: str, patient_ids, copies, values, sources) -> None:
     from ...atomic import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, key=np.array(key), patient_ids=np.array(patient_ids, dtype=str),
-                     copies=np.asarray(copies, dtype=np.int64), values=np.asarray(values, dtype=np.float32))
+                     copies=np.asarray(copies, dtype=np.int64), values=np.asarray(values, dtype=np.float32),
+                     sources=np.array(sources, dtype=str))
+
+
+def _sources(cohort, patient_id: str, config: VolumeConfig) -> str:
+    """What a patient's row was computed from: path, size and modification time of its image and mask files.
+
+    A cached row is reused only while this is unchanged (a re-run after the images changed recomputes).
+    """
+    from ...cohort import file_fingerprint
+
+    columns = [f"image_{name}" for name in config.sequences] + [f"mask_{config.mask}"]
+    cells = [cohort.table.at[patient_id, c] if c in cohort.table.columns else "" for c in columns]
+    return file_fingerprint([cohort.resolve(cell) for cell in cells if cell])
 
 
 def extract(network, volume: np.ndarray, device: str = "cpu", amp: bool = False) -> np.ndarray:
@@ -116,9 +129,12 @@ def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | N
     cache_path = Path(cache) if cache else None
     known = _read_cache(cache_path, key) if cache_path else None
     rows: dict[tuple[str, int], np.ndarray] = {}
+    sources = {pid: _sources(cohort, pid, config) for pid in ids}
     if known is not None:
-        for pid, copy, vector in zip(*known):
-            rows[(str(pid), int(copy))] = vector
+        for pid, copy, vector, source in zip(*known):
+            if sources.get(str(pid), source) == source:  # rows of other patients are kept as they are
+                rows[(str(pid), int(copy))] = vector
+                sources.setdefault(str(pid), source)
     wanted = [(pid, copy) for pid in ids for copy in range(augment_copies + 1)]
     todo = [item for item in wanted if item not in rows]
     failures: dict[str, str] = {}
@@ -143,7 +159,7 @@ def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | N
     if cache_path and todo:
         everything = sorted(rows)
         _write_cache(cache_path, key, [p for p, _ in everything], [c for _, c in everything],
-                     np.stack([rows[item] for item in everything]))
+                     np.stack([rows[item] for item in everything]), [sources[p] for p, _ in everything])
     present = [item for item in wanted if item in rows]
     if not present:
         raise InputError("no patient gave I3D features: " + "; ".join(failures.values()))
