@@ -165,3 +165,29 @@ def binary_mask(image: "sitk.Image", path: str | None = None) -> "sitk.Image":
         raise InputError(f"mask holds several labels ({shown}): save each structure as its own mask, or as "
                          "named segments of a .seg.nrrd", path=path)
     return sitk.Cast(sitk.NotEqual(image, 0), sitk.sitkUInt8)
+
+
+def model_matrix(X, estimator=None, who: str = "X"):
+    """``X`` (rows = patients) checked for a model: no infinite value; NaN only if ``estimator`` imputes.
+
+    Names the row (patient) and column at fault; ``estimator`` None means the caller imputes.
+    """
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=float))
+    values = frame.to_numpy(dtype=float)
+    for bad, what in ((np.isinf(values), "infinite"), (np.isnan(values), "missing (NaN)")):
+        if what.startswith("missing") and (estimator is None or _imputes(estimator)):
+            continue
+        if bad.any():
+            row, column = map(int, np.argwhere(bad)[0])
+            extra = ": impute them first, or put the classifier behind an imputer (as run_grid does)" \
+                if what.startswith("missing") else ""
+            raise InputError(f"{who} has {int(bad.sum())} {what} value(s), first at row {frame.index[row]}, "
+                             f"column {frame.columns[column]}{extra}")
+    return X
+
+
+def _imputes(estimator) -> bool:
+    steps = getattr(estimator, "steps", None) or []
+    return any("Imputer" in type(step).__name__ for _, step in steps) or "Imputer" in type(estimator).__name__

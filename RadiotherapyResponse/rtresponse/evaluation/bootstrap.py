@@ -168,6 +168,10 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
     """
     from sklearn.base import clone
 
+    from ..inputs import model_matrix
+
+    model_matrix(X, None if fast else estimator)  # the fast paths say themselves that they need complete rows
+
     y = _binary(y)
     if len(y) != (X.shape[0] if hasattr(X, "shape") else len(X)):
         raise InputError(f"X has {X.shape[0]} rows but y has {len(y)}")

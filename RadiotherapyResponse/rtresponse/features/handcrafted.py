@@ -98,8 +98,11 @@ def extract(image: "sitk.Image", mask: "sitk.Image", settings: Settings = "pyrad
     import SimpleITK as sitk
 
     from ..imageio import describe_geometry, same_geometry
+    from ..inputs import binary_mask, finite_voxels, require_image
 
     params = load_settings(settings)
+    image = finite_voxels(require_image(image, "image"))
+    mask = binary_mask(mask)  # NaN, probability maps and several labels refused, not taken as "non-zero"
     if not same_geometry(image, mask):
         raise InputError(f"mask geometry ({describe_geometry(mask)}) does not match the image "
                          f"({describe_geometry(image)})")

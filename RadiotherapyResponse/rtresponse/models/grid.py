@@ -113,9 +113,11 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
     import pandas as pd
 
     from ..evaluation.bootstrap import _binary, bootstrap_indices
+    from ..inputs import model_matrix
 
     if not hasattr(X, "columns"):
         X = pd.DataFrame(np.asarray(X, dtype=float), columns=[f"f{i}" for i in range(np.shape(X)[1])])
+    model_matrix(X)  # NaN is imputed inside each fit; infinity is an error
     y = _binary(y)
     if selection not in ("paper", "inside"):
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")

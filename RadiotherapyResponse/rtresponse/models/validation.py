@@ -48,6 +48,9 @@ def split_validation(X, y, selector: str = "none", classifier: str = "svm", k: i
     """
     from ..evaluation import classification_metrics, delong_auc_ci, youden_cutoff
     from ..evaluation.bootstrap import _binary, decision_scores
+    from ..inputs import model_matrix
+
+    model_matrix(X)  # NaN is imputed inside each fit; infinity is an error
     from .classifiers import make_classifier, svm_grid_search
     from .grid import _with_imputer, ranked_features
 
