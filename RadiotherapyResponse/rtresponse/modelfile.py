@@ -58,10 +58,11 @@ def read_state(path: str | os.PathLike, format: str, what: str, kind: str) -> di
 def check_torch_file(path: str | os.PathLike, what: str) -> None:
     """Refuse a zip bomb or odd member names in a PyTorch zip file before torch reads it.
 
-    ``what`` names the file in messages ("a weights file"). PyTorch stores tensors uncompressed, so a real file unpacks to about its own size: the limit
-    is 2 GiB or twice the file, whichever is larger (ImageNet weights can exceed 2 GiB). Files
-    that are not zip archives (PyTorch's legacy format, or a pickle renamed ``.pt``) are left to
-    ``torch.load(weights_only=True)``, which refuses pickled code.
+    ``what`` names the file in messages ("a weights file"). PyTorch stores tensors uncompressed,
+    so a real file unpacks to about its own size: the limit is 2 GiB or twice the file, whichever
+    is larger (ImageNet weights can exceed 2 GiB). Files that are not zip archives (PyTorch's
+    legacy format, or a pickle renamed ``.pt``) are left to ``torch.load(weights_only=True)``,
+    which refuses pickled code.
     """
     path = Path(path)
     try:

@@ -69,8 +69,8 @@ def check_zip(path: str | os.PathLike, what: str, max_total: int | None = MAX_TO
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - a damaged directory is a bad file for the user
-        raise InputError(f"not {what} (unreadable zip archive: {str(error).splitlines()[0][:160]})",
-                         path=str(path)) from None
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise InputError(f"not {what} (unreadable zip archive: {detail})", path=str(path)) from None
     if len(members) > MAX_MEMBERS:
         raise InputError(f"{what} with {len(members):,} members (more than {MAX_MEMBERS:,}) is refused "
                          "as a possible zip bomb", path=str(path))
@@ -117,6 +117,6 @@ def safe_extract(path: str | os.PathLike, folder: str | os.PathLike, what: str) 
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - CRC errors, encrypted members, odd names: a bad file
-        raise InputError(f"cannot unpack {what} ({str(error).splitlines()[0][:160] if str(error) else type(error).__name__})",
-                         path=str(path)) from None
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise InputError(f"cannot unpack {what} ({detail})", path=str(path)) from None
     return written
