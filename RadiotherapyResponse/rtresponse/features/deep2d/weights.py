@@ -101,16 +101,23 @@ def download_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | 
     if not spec.weights:
         raise WeightsNotFound(f"no ImageNet weights are published for '{spec.name}'")
     target_folder = _folder(weights_folder) / spec.name
+    made = [folder for folder in (target_folder, *target_folder.parents) if not folder.exists()]
     target_folder.mkdir(parents=True, exist_ok=True)
     target = target_folder / spec.weights["file"]
-    if spec.weights.get("url"):
-        import torch
+    try:
+        if spec.weights.get("url"):
+            import torch
 
-        torch.hub.download_url_to_file(spec.weights["url"], str(target), progress=progress)  # temp file + rename
-        return target
-    from huggingface_hub import hf_hub_download
+            torch.hub.download_url_to_file(spec.weights["url"], str(target), progress=progress)  # temp file + rename
+            return target
+        from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(spec.weights["hf_hub_id"], spec.weights["file"], local_dir=str(target_folder)))
+        return Path(hf_hub_download(spec.weights["hf_hub_id"], spec.weights["file"], local_dir=str(target_folder)))
+    except BaseException:
+        for folder in made:  # a failed download leaves no empty folder behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
