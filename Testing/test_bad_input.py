@@ -384,7 +384,11 @@ def test_zero_padded_ids_survive_a_feature_table_round_trip(tmp_path):
 
 def test_a_named_pipe_as_manifest_is_refused(work, capsys):
     os.mkfifo(work / "pipe.csv")
-    refused(work, capsys, ["validate", "--manifest", "pipe.csv"], "not a regular file", "pipe.csv")
+    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", "pipe.csv", "--outcome",
+                           "response", "--out", "e"], "--manifest", "not a regular file", "pipe.csv")
+    with _deadline(60):
+        assert run(["validate", "--manifest", "pipe.csv"]) == 2  # validate lists it as its problem
+    assert "not a regular file" in capsys.readouterr().out
 
 
 def test_a_named_pipe_as_image_is_reported_by_validate(work, capsys):
@@ -505,7 +509,8 @@ def test_out_of_range_options_are_one_line(work, capsys, argv, words):
     ("--predictions", ["residual", "recommend", "--predictions", "nosuch.csv", "--manifest", M, "--out", "r"]),
     ("--model", ["predict", "--model", "nosuch.skops", "--features", "features.csv", "--out", "p.csv"]),
     ("--features", ["evaluate", "--features", "nosuch.csv", "--manifest", M, "--outcome", "response", "--out", "e"]),
-    ("--manifest", ["validate", "--manifest", "nosuch.csv"]),
+    ("--manifest", ["features", "--kind", "handcrafted", "--manifest", "nosuch.csv", "--image", "CT", "--mask",
+                    "GTVp", "--out", "f.csv"]),
     ("--params", FEATURES_CMD + ["--params", "nosuch.yaml", "--out", "f.csv"]),
 ], ids=["split", "zscore-from", "predictions", "model", "features", "manifest", "params"])
 def test_a_missing_input_file_is_named(work, capsys, option, argv):

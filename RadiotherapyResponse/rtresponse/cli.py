@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import options
-from . import __version__
-from . import cli_i3d, cli_recurrence, cli_residual
+from . import __version__, cli_i3d, cli_recurrence, cli_residual, options
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 from .outputs import FILE, FOLDER, Output, writes
@@ -214,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "mask geometry. Prints one line per problem; exit code 2 when there is any.")
     validate.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     validate.add_argument("--quick", action="store_true", help="check structure and files only; do not read images")
-    validate.set_defaults(func=_validate)
+    validate.set_defaults(func=_validate, lists_its_problems=True)  # a missing manifest is one of its listed problems
 
     sample = commands.add_parser(
         "sample-data", help="write a sample cohort (synthetic, or PyRadiomics' real cases) with its manifest",
@@ -391,9 +389,13 @@ def _check_input_paths(args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        _check_input_paths(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or an option refused while parsing (its message is printed)
+        return int(exit.code or 0)
+    try:
+        if not getattr(args, "lists_its_problems", False):
+            _check_input_paths(args)
         if getattr(args, "outputs", None):
             return _run_with_outputs(args, argv)
         return args.func(args)
