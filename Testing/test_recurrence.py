@@ -239,3 +239,10 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     assert (tmp_path / "maps" / f"{first}_probability.nrrd").exists()
     assert main(["recurrence", "evaluate", *common, "--model", str(tmp_path / "none.pt"), "--out", str(evaluation)]) == 2
     assert "model file not found" in capsys.readouterr().err
+    tuned = tmp_path / "tuned"  # fine-tuning without --box keeps the initial model's box (not the paper's)
+    assert main(["recurrence", "train", "--manifest", str(manifest), "--device", "cpu", "--init", str(model / "model.pt"),
+                 "--epochs", "1", "--runs", "1", "--lr", "0.01", "--out", str(tuned)]) == 0
+    import json
+
+    assert json.loads((tuned / "model_card.json").read_text())["settings"]["box_xyz"] == [32, 32, 16]
+    assert "box 32 x 32 x 16 voxels (the initial model)" in capsys.readouterr().err

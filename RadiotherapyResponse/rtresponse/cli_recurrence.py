@@ -71,15 +71,20 @@ def _train(args) -> int:
     from .settings import resolve_device
 
     cohort, split = _cohort_and_split(args)
+    initial, initial_settings = load_model(args.init) if args.init else (None, None)
+    box = _box(args, initial_settings)  # fine-tuning keeps the initial model's box unless --box says otherwise
+    if args.init:
+        print(f"fine-tuning {args.init}: box {' x '.join(map(str, box))} voxels "
+              f"({'--box' if args.box else 'the initial model'})", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_csv(pd.DataFrame([(pid, part) for part, ids in split.items() for pid in ids],
                             columns=["patient_id", "split"]), args.out / "split.csv", index=False)
-    train_set = _samples(args, cohort, split["train"], "training")
-    validation_set = _samples(args, cohort, split["validation"], "validation")
+    train_set = _samples(args, cohort, split["train"], "training", box=box)
+    validation_set = _samples(args, cohort, split["validation"], "validation", box=box)
     config = TrainingConfig(learning_rate=args.lr, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
                             early_stopping_patience=args.patience, max_epochs=args.epochs, batch_size=args.batch_size,
                             runs=args.runs, amp=args.amp, compile=args.compile, seed=args.seed)
-    initial = load_model(args.init)[0].state_dict() if args.init else None
+    initial = initial.state_dict() if initial is not None else None
     device = resolve_device(args.device)
 
     def report(record):
@@ -87,7 +92,7 @@ def _train(args) -> int:
               f"{record['validation_dice']:.4f}, lr {record['lr']:.2g}, {record['seconds']:.1f} s", file=sys.stderr)
 
     result = train(train_set, validation_set, config, device, initial, progress=report)
-    settings = dict(config.to_dict(), box_xyz=list(_box(args)), label=args.relapse, fine_tuned_from=str(args.init or ""))
+    settings = dict(config.to_dict(), box_xyz=list(box), label=args.relapse, fine_tuned_from=str(args.init or ""))
     save_model(args.out / "model.pt", result.network, settings)
     history = pd.DataFrame(result.history)
     _write_csv(history, args.out / "history.csv", index=False)
