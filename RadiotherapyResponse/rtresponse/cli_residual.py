@@ -271,8 +271,9 @@ def _segmenter(args) -> int:
                 print(f"  left out {error}", file=sys.stderr)
         slices[part] = SegmentationSlices.concatenate(loaded)
     config = SegmenterConfig(input_size=args.input_size, learning_rate=args.lr, batch_size=args.batch_size,
-                             epochs=args.epochs, backbone_weights=_weights(args.weights), negatives=args.negatives,
-                             unet_features=tuple(args.unet_features), amp=args.amp, seed=args.seed)
+                             epochs=args.epochs, keep=args.keep, backbone_weights=_weights(args.weights),
+                             negatives=args.negatives, unet_features=tuple(args.unet_features), amp=args.amp,
+                             seed=args.seed)
 
     def report(record):
         print(f"{record['architecture']} epoch {record['epoch']}: Dice loss {record['train_loss']:.4f}, validation "
@@ -286,7 +287,8 @@ def _segmenter(args) -> int:
     _write_csv(pd.DataFrame([(pid, part) for part, pids in parts.items() for pid in pids],
                             columns=["patient_id", "split"]), args.out / "segmentation_split.csv")
     print(comparison.table.round(3).to_string())
-    print(f"wrote {args.out / 'segmenter.pt'} ({comparison.best.config.architecture})")
+    print(f"wrote {args.out / 'segmenter.pt'} ({comparison.best.config.architecture}, epoch {comparison.best.epoch} "
+          f"of {args.epochs}: the {args.keep} on validation)")
     return 0
 
 
@@ -315,6 +317,8 @@ def add_commands(commands) -> None:
     segment.add_argument("--weights", default="imagenet",
                          help="DeepLabv3's ResNet-50 backbone: imagenet (local file), random, or a FILE")
     segment.add_argument("--epochs", type=options.COUNT, default=20, help="(paper 20)")
+    segment.add_argument("--keep", choices=("best", "last"), default="best",
+                         help="the epoch kept and reported: best validation Dice (default) or the last (the paper)")
     segment.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
     segment.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="RMSprop learning rate (paper 0.001)")
     segment.add_argument("--input-size", type=options.COUNT, default=256, help="slices resized to this square (default 256)")

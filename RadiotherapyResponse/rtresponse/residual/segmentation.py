@@ -63,8 +63,11 @@ class SegmenterConfig:
     reference: str = "body"  # intensity percentiles (see rtresponse.residual.slices.normalise)
     amp: bool = False
     seed: int = 0
+    keep: str = "best"  # the epoch kept: "best" validation Dice (beyond the paper) or the "last" (the paper)
 
     def __post_init__(self):
+        if self.keep not in ("best", "last"):
+            raise InputError(f"keep must be 'best' or 'last', got '{self.keep}'")
         if self.architecture not in ARCHITECTURES:
             raise InputError(f"segmenter must be one of {', '.join(ARCHITECTURES)}, got '{self.architecture}'")
         if self.architecture == "unet" and self.input_size % 16:
@@ -117,6 +120,7 @@ class Segmenter:
     config: SegmenterConfig
     validation_dice: float = float("nan")
     history: list = field(default_factory=list)
+    epoch: int = 0  # the epoch whose weights these are
 
 
 def segmentation_slices(image: "sitk.Image", mask: "sitk.Image", patient_id: str = "", size: int = 256,
@@ -254,7 +258,10 @@ def train_segmenter(train: SegmentationSlices, validation: SegmentationSlices,
                     config: SegmenterConfig | None = None, device: str = "cpu", weights_folder=None,
                     progress: Callable[[dict], None] | None = None,
                     should_cancel: Callable[[], bool] | None = None) -> Segmenter:
-    """Train with RMSprop and MONAI's Dice loss; the network after the last epoch, scored on ``validation``.
+    """Train with RMSprop and MONAI's Dice loss; the network of the best epoch on ``validation`` (or the last).
+
+    ``config.keep`` says which epoch's weights are kept: "best" (highest mean validation Dice,
+    earliest on ties) or "last" (what the paper reports); the returned Dice is that epoch's.
 
     ``progress`` receives each epoch's record (architecture, epoch, train_loss, validation_dice, seconds).
     """
@@ -277,6 +284,7 @@ def train_segmenter(train: SegmentationSlices, validation: SegmentationSlices,
     loss_function = DiceLoss(sigmoid=True)
     rng = np.random.default_rng(config.seed)
     history = []
+    kept: tuple[float, int, dict] | None = None  # (Dice, epoch, weights on the CPU) of the epoch to keep
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         network.train()
@@ -297,10 +305,15 @@ def train_segmenter(train: SegmentationSlices, validation: SegmentationSlices,
                                                               config.amp))),
                   "seconds": time.perf_counter() - start}
         history.append(record)
+        dice = record["validation_dice"]
+        if config.keep == "last" or kept is None or dice > kept[0]:
+            kept = (dice, epoch, {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()})
         if progress:
             progress(record)
+    dice, epoch, weights = kept
+    network.load_state_dict(weights)
     network.eval()
-    return Segmenter(network, config, history[-1]["validation_dice"], history)
+    return Segmenter(network, config, dice, history, epoch)
 
 
 @dataclass
@@ -323,7 +336,8 @@ def compare_segmenters(train: SegmentationSlices, validation: SegmentationSlices
         trained = train_segmenter(train, validation, replace(config, architecture=architecture), device,
                                   weights_folder, progress, should_cancel)
         segmenters[architecture] = trained
-        rows.append({"architecture": architecture, **evaluate_segmenter(trained, validation, device)})
+        rows.append({"architecture": architecture, "epoch": trained.epoch,
+                     **evaluate_segmenter(trained, validation, device)})
     table = pd.DataFrame(rows).set_index("architecture")
     best = str(table["dice_mean"].idxmax())
     return SegmenterComparison(segmenters[best], segmenters, table)
@@ -351,7 +365,7 @@ def segment_image(segmenter: Segmenter, image: "sitk.Image", device: str = "cpu"
 def save_segmenter(path: str | os.PathLike, segmenter: Segmenter) -> Path:
     """State dict and configuration (plain values only), written atomically."""
     return save_state(path, FORMAT, segmenter.network, config=segmenter.config.to_dict(),
-                      validation_dice=segmenter.validation_dice)
+                      validation_dice=segmenter.validation_dice, epoch=segmenter.epoch)
 
 
 def load_segmenter(path: str | os.PathLike, device: str = "cpu") -> Segmenter:
@@ -362,4 +376,4 @@ def load_segmenter(path: str | os.PathLike, device: str = "cpu") -> Segmenter:
         dice = float(state.get("validation_dice", float("nan")))
         network = make_segmenter(config.architecture, None, config.seed, config.unet_features)
     load_weights(network, state, path)
-    return Segmenter(network.to(device).eval(), config, dice)
+    return Segmenter(network.to(device).eval(), config, dice, epoch=int(state.get("epoch", 0)))
