@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -85,3 +87,77 @@ def rank_auc(scores, labels) -> float:
     pos, neg = scores[labels], scores[~labels]
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+# --------------------------------------------------------------------------- reproducible CPU training
+
+# One intra-op thread for torch tests unless RTRESPONSE_TEST_THREADS says otherwise. Sums are then split
+# the same way whatever the machine's core count, and no OpenMP thread spins waiting for a busy core:
+# on this shared 2-core machine the I3D module's head training took 101 s with 2 threads and 7 s with 1
+# (the feature extraction 133 s and 14 s) while another pytest ran beside it.
+TORCH_TEST_THREADS = int(os.environ.get("RTRESPONSE_TEST_THREADS", "1"))
+
+
+@contextlib.contextmanager
+def reproducible_torch(seed: int = 0, threads: int | None = None):
+    """Seeded global RNG, deterministic algorithms (warn only) and a fixed thread count; all restored after.
+
+    This removes what differs between runs on one machine, not between machines: another CPU runs
+    other SIMD kernels (AVX-512, AVX2, SSE; MKL and oneDNN choose their own) that round differently.
+    Acceptance tests therefore keep their measured value well clear of the threshold and print the
+    margin (:func:`margin_message`).
+    """
+    import torch
+
+    threads_before = torch.get_num_threads()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(threads or TORCH_TEST_THREADS)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield torch
+        finally:
+            torch.set_num_threads(threads_before)
+            torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+
+
+@pytest.fixture(scope="module")
+def torch_module_reproducible():
+    """:func:`reproducible_torch` for a whole module: module-scoped fixtures that train or extract use it."""
+    pytest.importorskip("torch")
+    with reproducible_torch():
+        yield
+
+
+@pytest.fixture
+def torch_reproducible(torch_module_reproducible):
+    """:func:`reproducible_torch` per test (seed 0 whatever ran before). Modules that train networks apply it
+    to every test with ``pytestmark = pytest.mark.usefixtures("torch_reproducible")``."""
+    with reproducible_torch():
+        yield
+
+
+def margin_message(name: str, value: float, threshold: float, above: bool = True, upper: float | None = None) -> str:
+    """One line for CI logs: the measured value, its threshold(s) and the margin (positive: passes).
+
+    ``above``: the value must exceed ``threshold``; otherwise stay below it. With ``upper`` the value
+    must lie between ``threshold`` and ``upper`` and the margin is the distance to the nearer bound.
+    """
+    if upper is not None:
+        margin = min(value - threshold, upper - value)
+        return f"{name} {value:.3f}, band ({threshold:g}, {upper:g}), margin {margin:+.3f}"
+    margin = value - threshold if above else threshold - value
+    return f"{name} {value:.3f}, threshold {'>' if above else '<'} {threshold:g}, margin {margin:+.3f}"
+
+
+def check_margin(name: str, value: float, threshold: float, above: bool = True, upper: float | None = None) -> float:
+    """Print :func:`margin_message` (seen with ``pytest -s`` or ``-rA``) and assert it; returns the margin."""
+    message = margin_message(name, value, threshold, above, upper)
+    print(message)
+    if upper is not None:
+        assert threshold < value < upper, message
+        return min(value - threshold, upper - value)
+    assert (value > threshold) if above else (value < threshold), message
+    return value - threshold if above else threshold - value
