@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 pytest.importorskip("monai")
 
+from conftest import check_margin  # noqa: E402
 from rtresponse.errors import InputError  # noqa: E402
 from rtresponse.models.i3d import inflate  # noqa: E402
 from rtresponse.models.i3d.backbone import i3d_resnet50  # noqa: E402
@@ -23,6 +24,12 @@ from rtresponse.models.i3d.study import run_study  # noqa: E402
 from rtresponse.models.i3d.training import HeadConfig, load_head, predict_proba, save_head, train_head  # noqa: E402
 
 SMALL = VolumeConfig(shape_xyz=(32, 32, 8), spacing_xyz=(2.0, 2.0, 3.0), margin_mm=4.0)
+# The planted-signal box: 48 x 48 x 24 mm around the tumour (no margin), mostly tumour, whose texture carries
+# the signal. With SMALL's 64 x 64 x 24 mm the random-weight features held less of it: the DLR (MR) test AUC
+# was 0.72-0.82 by head seed (0.813 for seed 0, against the 0.75 threshold); with this box 0.84-0.87.
+PLANTED_VOLUME = VolumeConfig(shape_xyz=(32, 32, 8), spacing_xyz=(1.5, 1.5, 3.0), margin_mm=0.0)
+
+pytestmark = pytest.mark.usefixtures("torch_reproducible")  # seed 0, one thread, deterministic (conftest)
 
 
 def _activations(network, example):
@@ -155,14 +162,14 @@ def test_features_are_cached_and_a_failing_patient_is_isolated(synthetic_cohort,
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
+def planted(tmp_path_factory, torch_module_reproducible):
     """120 synthetic patients with a strong planted heterogeneity signal, and their cached features."""
     from rtresponse.cohort import load_manifest
     from rtresponse.sampledata.synthetic import write_cohort
 
     folder = tmp_path_factory.mktemp("i3d")
     cohort = load_manifest(write_cohort(folder / "cohort", n_patients=120, seed=0, signal=2.0))
-    features = cohort_features(cohort, SMALL, weights=None, cache=folder / "i3d_features.npz")
+    features = cohort_features(cohort, PLANTED_VOLUME, weights=None, cache=folder / "i3d_features.npz")
     non_response = 1 - cohort.outcomes()["response"].astype(int)  # the paper's positive class: no complete response
     return cohort, features, non_response, folder
 
@@ -172,8 +179,9 @@ def test_planted_signal_is_learnt_and_permuted_labels_are_not(planted):
     head = HeadConfig(max_epochs=200, patience=30)
     study = run_study(features, y, cohort.clinical(), head=head, test_size=0.4)
     metrics = study.metrics_table().set_index("model")
-    assert metrics.loc["DLR (MR)", "auc"] > 0.75, metrics
-    assert metrics.loc["DLR (MR + CF)", "auc"] > 0.7, metrics
+    print(metrics)
+    check_margin("DLR (MR) test AUC", metrics.loc["DLR (MR)", "auc"], 0.75)
+    check_margin("DLR (MR + CF) test AUC", metrics.loc["DLR (MR + CF)", "auc"], 0.7)
     assert {"brier", "mcc", "ppv", "npv", "balanced_accuracy", "auc_low"} <= set(metrics.columns)
     assert len(set(study.train_ids) | set(study.validation_ids) | set(study.test_ids)) == 120
     # Shapley values of the clinical factors: efficient patient by patient
@@ -182,7 +190,7 @@ def test_planted_signal_is_learnt_and_permuted_labels_are_not(planted):
     assert np.isfinite(model.shapley.to_numpy()).all()
     permuted = pd.Series(np.random.default_rng(1).permutation(y.to_numpy()), index=y.index)
     shuffled = run_study(features, permuted, None, head=head, test_size=0.4).metrics_table().set_index("model")
-    assert shuffled.loc["DLR (MR)", "auc"] < 0.65, shuffled
+    check_margin("DLR (MR) test AUC, permuted outcomes", shuffled.loc["DLR (MR)", "auc"], 0.65, above=False)
 
 
 def test_shapley_values_add_up_to_the_prediction(planted):
@@ -243,7 +251,7 @@ def test_cli_trains_writes_the_outputs_and_predicts(planted, tmp_path):
     handcrafted.insert(0, "patient_id", cohort.patient_ids)
     handcrafted.to_csv(tmp_path / "handcrafted.csv", index=False)
     code = main(["i3d", "train", "--manifest", str(cohort.path), "--outcome", "response", "--positive", "0",
-                 "--weights", "random", "--shape", "32", "32", "8", "--spacing", "2", "2", "3", "--margin", "4",
+                 "--weights", "random", "--shape", "32", "32", "8", "--spacing", "1.5", "1.5", "3", "--margin", "0",
                  "--trials", "2", "--epochs", "30", "--device", "cpu", "--handcrafted", str(tmp_path / "handcrafted.csv"),
                  "--out", str(out)])
     assert code == 0
