@@ -25,7 +25,10 @@ def no_weight_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
     deep2d.networks._cached.cache_clear()
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)  # not left to the next module (their results depend on it)
 
 
 def tumour_volume():
