@@ -56,7 +56,7 @@ def snapshot(folder: Path) -> dict:
     return found
 
 
-def refused(folder: Path, capsys, argv, *words, code: int = 2) -> str:
+def assert_refused(folder: Path, capsys, argv, *words, code: int = 2) -> str:
     """Run ``rtresponse ARGV``; assert exit ``code``, one error line with ``words``, and nothing changed."""
     before = snapshot(folder)
     with _deadline(60):  # a hang (reading a pipe) fails the test instead of blocking the suite
@@ -147,64 +147,64 @@ FEATURES_CMD = ["features", "--kind", "handcrafted", "--manifest", M, "--image",
 # --------------------------------------------------------------------------- 2. inputs never overwritten; outputs
 
 def test_features_refuse_to_write_over_their_manifest(work, capsys):
-    refused(work, capsys, FEATURES_CMD + ["--out", M], "names an input", "manifest.csv")
+    assert_refused(work, capsys, FEATURES_CMD + ["--out", M], "names an input", "manifest.csv")
 
 
 def test_predict_refuses_to_write_over_its_features(work, capsys):
     save_small_model(work)
-    refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "features.csv"],
+    assert_refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "features.csv"],
             "names an input", "features.csv")
 
 
 def test_predict_refuses_to_write_over_its_model(work, capsys):
     save_small_model(work)
-    refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "model.skops"],
+    assert_refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "model.skops"],
             "names an input")
 
 
 def test_labels_refuse_to_write_over_their_manifest(work, capsys):
-    refused(work, capsys, ["labels", "--manifest", M, "--out", M], "names an input")
+    assert_refused(work, capsys, ["labels", "--manifest", M, "--out", M], "names an input")
 
 
 def test_residual_predict_refuses_to_write_over_its_manifest_before_loading_models(work, capsys):
     (work / "a.pt").write_bytes(b"x")
-    refused(work, capsys, ["residual", "predict", "--ccrt", "a.pt", "--ic-ccrt", "a.pt", "--manifest", M, "--out", M],
+    assert_refused(work, capsys, ["residual", "predict", "--ccrt", "a.pt", "--ic-ccrt", "a.pt", "--manifest", M, "--out", M],
             "names an input")
 
 
 def test_i3d_predict_refuses_to_write_over_its_model(work, capsys):
     (work / "m.pt").write_bytes(b"x")
-    refused(work, capsys, ["i3d", "predict", "--manifest", M, "--model", "m.pt", "--out", "m.pt"], "names an input")
+    assert_refused(work, capsys, ["i3d", "predict", "--manifest", M, "--model", "m.pt", "--out", "m.pt"], "names an input")
 
 
 def test_an_output_cannot_be_a_file_the_manifest_names(work, capsys):
-    refused(work, capsys, FEATURES_CMD + ["--out", "cohort/P001/CT.nrrd"], "names an input", "CT.nrrd")
+    assert_refused(work, capsys, FEATURES_CMD + ["--out", "cohort/P001/CT.nrrd"], "names an input", "CT.nrrd")
 
 
 def test_a_folder_with_other_files_is_not_an_output_folder(work, capsys):
     (work / "notes").mkdir()
     (work / "notes" / "thesis.docx").write_text("years of work")
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "notes"], "already holds files", "--overwrite")
 
 
 def test_overwrite_replaces_only_a_folder_rtresponse_wrote(work, capsys):
     (work / "notes").mkdir()
     (work / "notes" / "thesis.docx").write_text("years of work")
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "notes", "--overwrite"], "did not write")
 
 
 def test_overwrite_never_deletes_an_input_inside_the_output_folder(work, capsys):
     (work / "cohort" / ".rtresponse-run.json").write_text("{}")  # as if sample-data had written it
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "cohort", "--overwrite"], "holds an input", "would delete it")
 
 
 def test_sample_data_refuses_a_folder_holding_a_cohort(work, capsys):
     assert run(["sample-data", "--kind", "synthetic", "--patients", "3", "--out", "small"]) == 0
     capsys.readouterr()
-    refused(work, capsys, ["sample-data", "--kind", "synthetic", "--patients", "2", "--out", "small"],
+    assert_refused(work, capsys, ["sample-data", "--kind", "synthetic", "--patients", "2", "--out", "small"],
             "already holds files")
 
 
@@ -218,23 +218,23 @@ def test_sample_data_with_overwrite_replaces_the_whole_cohort(work, capsys):
 
 def test_a_file_output_cannot_be_an_existing_folder(work, capsys):
     (work / "out.csv").mkdir()
-    refused(work, capsys, FEATURES_CMD + ["--out", "out.csv"], "is a folder")
+    assert_refused(work, capsys, FEATURES_CMD + ["--out", "out.csv"], "is a folder")
 
 
 def test_a_folder_output_cannot_be_an_existing_file(work, capsys):
     (work / "notes.txt").write_text("mine")
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "notes.txt"], "is a file")
 
 
 def test_an_output_below_a_file_is_refused_before_computing(work, capsys):
-    refused(work, capsys, FEATURES_CMD + ["--out", "features.csv/out.csv"], "is a file, not a folder")
+    assert_refused(work, capsys, FEATURES_CMD + ["--out", "features.csv/out.csv"], "is a file, not a folder")
 
 
 def test_recurrence_output_folder_that_is_a_file(work, capsys):
     (work / "m.pt").write_bytes(b"x")
     (work / "notes.txt").write_text("mine")
-    refused(work, capsys, ["recurrence", "predict", "--manifest", M, "--model", "m.pt", "--out", "notes.txt"],
+    assert_refused(work, capsys, ["recurrence", "predict", "--manifest", M, "--model", "m.pt", "--out", "notes.txt"],
             "is a file")
 
 
@@ -243,7 +243,7 @@ def test_an_unwritable_output_folder_is_refused_before_computing(work, capsys):
     (work / "locked").mkdir()
     os.chmod(work / "locked", 0o555)
     try:
-        refused(work, capsys, FEATURES_CMD + ["--out", "locked/out.csv"], "no permission")
+        assert_refused(work, capsys, FEATURES_CMD + ["--out", "locked/out.csv"], "no permission")
     finally:
         os.chmod(work / "locked", 0o755)
 
@@ -323,7 +323,7 @@ def test_an_infinite_ct_voxel_is_named(work, capsys):
 def test_a_typo_in_a_numeric_clinical_column_is_named(work, capsys):
     ages = pd.read_csv(work / M, dtype=str)["clin_age"].tolist()
     edit_manifest(work, clin_age=["5b"] + ages[1:])
-    refused(work, capsys, ["evaluate", "--manifest", M, "--outcome", "response", "--clinical", "age", "--out", "e"],
+    assert_refused(work, capsys, ["evaluate", "--manifest", M, "--outcome", "response", "--clinical", "age", "--out", "e"],
             "patient P001", "column clin_age", "'5b' is not a number")
 
 
@@ -346,7 +346,7 @@ def test_repeated_column_names_in_a_feature_table_are_refused(work, capsys):
     text = (work / "features.csv").read_text().splitlines()
     text[0] = text[0].replace("f2", "f1")
     (work / "features.csv").write_text("\n".join(text) + "\n")
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "e"], "column f1 appears more than once", "features.csv")
 
 
@@ -354,7 +354,7 @@ def test_recommend_refuses_probabilities_in_its_verdict_columns(work, capsys):
     ids = pd.read_csv(work / M, dtype=str)["patient_id"]
     pd.DataFrame({"patient_id": ids, "residual_CCRT": [0.73, 0, 1, 0, 1, 0],
                   "residual_IC_CCRT": [0, 1, 0, 1, 0, 1]}).to_csv(work / "p.csv", index=False)
-    refused(work, capsys, ["residual", "recommend", "--predictions", "p.csv", "--manifest", M, "--out", "r"],
+    assert_refused(work, capsys, ["residual", "recommend", "--predictions", "p.csv", "--manifest", M, "--out", "r"],
             "patient P001", "residual_CCRT", "not 0 or 1")
 
 
@@ -370,7 +370,7 @@ def test_recommend_refuses_probabilities_in_its_verdict_columns(work, capsys):
 ], ids=["signal-nan", "threshold-nan", "fraction-inf", "rate-in-percent", "rate-nan", "level-nan"])
 def test_non_finite_options_are_refused(work, capsys, argv, words):
     (work / "m.pt").write_bytes(b"x")
-    refused(work, capsys, argv, *words)
+    assert_refused(work, capsys, argv, *words)
 
 
 def test_zero_padded_ids_survive_a_feature_table_round_trip(tmp_path):
@@ -384,7 +384,7 @@ def test_zero_padded_ids_survive_a_feature_table_round_trip(tmp_path):
 
 def test_a_named_pipe_as_manifest_is_refused(work, capsys):
     os.mkfifo(work / "pipe.csv")
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", "pipe.csv", "--outcome",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", "pipe.csv", "--outcome",
                            "response", "--out", "e"], "--manifest", "not a regular file", "pipe.csv")
     with _deadline(60):
         assert run(["validate", "--manifest", "pipe.csv"]) == 2  # validate lists it as its problem
@@ -411,7 +411,7 @@ def test_a_named_pipe_as_image_fails_that_patient_in_features(work, capsys):
 def test_a_named_pipe_as_feature_table_is_refused(work, capsys):
     save_small_model(work)
     os.mkfifo(work / "pipe.csv")
-    refused(work, capsys, ["predict", "--model", "model.skops", "--features", "pipe.csv", "--out", "p.csv"],
+    assert_refused(work, capsys, ["predict", "--model", "model.skops", "--features", "pipe.csv", "--out", "p.csv"],
             "not a regular file")
 
 
@@ -420,7 +420,7 @@ def test_a_named_pipe_as_feature_table_is_refused(work, capsys):
 def test_a_failing_deep_feature_run_leaves_no_table_and_no_statistics(work, capsys):
     for pid in ("P001", "P002", "P003", "P004", "P005", "P006"):
         write_ct(work, pid, np.nan)
-    refused(work, capsys, ["features", "--kind", "deep2d", "--manifest", M, "--image", "CT", "--mask", "GTVp",
+    assert_refused(work, capsys, ["features", "--kind", "deep2d", "--manifest", M, "--image", "CT", "--mask", "GTVp",
                            "--model", "squeezenet", "--weights", "random", "--device", "cpu", "--out", "d.csv"],
             "no patient's features could be computed", "patient P001", "NaN")
 
@@ -443,12 +443,12 @@ def test_an_interrupted_sample_data_leaves_nothing(work, capsys, monkeypatch):
 
 def test_a_failed_recurrence_training_leaves_no_split(work, capsys):
     (work / "init.pt").write_bytes(b"not a model")
-    refused(work, capsys, ["recurrence", "train", "--manifest", M, "--relapse", "GTVp", "--init", "init.pt",
+    assert_refused(work, capsys, ["recurrence", "train", "--manifest", M, "--relapse", "GTVp", "--init", "init.pt",
                            "--out", "r"], "init.pt")
 
 
 def test_a_failed_evaluation_leaves_no_folder(work, capsys):
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "nosuch",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "nosuch",
                            "--out", "e"], "outcome_nosuch")
 
 
@@ -458,13 +458,13 @@ def test_an_infinite_feature_value_is_named(work, capsys):
     table = pd.read_csv(work / "features.csv", dtype={"patient_id": str})
     table.loc[2, "f3"] = np.inf
     table.to_csv(work / "features.csv", index=False)
-    refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
+    assert_refused(work, capsys, ["evaluate", "--features", "features.csv", "--manifest", M, "--outcome", "response",
                            "--out", "e"], "patient P003", "column f3", "infinite")
 
 
 def test_an_unknown_patient_id_is_named(work, capsys):
     (work / "m.pt").write_bytes(b"x")
-    refused(work, capsys, ["i3d", "predict", "--manifest", M, "--model", "m.pt", "--patients", "P001", "P999",
+    assert_refused(work, capsys, ["i3d", "predict", "--manifest", M, "--model", "m.pt", "--patients", "P001", "P999",
                            "--out", "p.csv"], "P999", "not in the manifest")
 
 
@@ -499,7 +499,7 @@ def test_an_unknown_patient_id_is_named(work, capsys):
         "box-negative", "recurrence-epochs-0", "lr-negative", "input-size-0", "residual-epochs-0",
         "threshold-above-1", "test-size-above-1", "dropout-1", "spacing-0", "shape-0", "patients-0", "size-mm-0"])
 def test_out_of_range_options_are_one_line(work, capsys, argv, words):
-    refused(work, capsys, argv, *words)
+    assert_refused(work, capsys, argv, *words)
 
 
 @pytest.mark.parametrize("option, argv", [
@@ -514,7 +514,7 @@ def test_out_of_range_options_are_one_line(work, capsys, argv, words):
     ("--params", FEATURES_CMD + ["--params", "nosuch.yaml", "--out", "f.csv"]),
 ], ids=["split", "zscore-from", "predictions", "model", "features", "manifest", "params"])
 def test_a_missing_input_file_is_named(work, capsys, option, argv):
-    refused(work, capsys, argv, option, "nosuch", "not found")
+    assert_refused(work, capsys, argv, option, "nosuch", "not found")
 
 
 def test_weights_download_without_network_is_one_line(work, capsys, monkeypatch):
@@ -526,7 +526,7 @@ def test_weights_download_without_network_is_one_line(work, capsys, monkeypatch)
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    refused(work, capsys, ["weights", "download", "resnet18", "--weights-folder", work / "weights"],
+    assert_refused(work, capsys, ["weights", "download", "resnet18", "--weights-folder", work / "weights"],
             "cannot download", "resnet18", "by hand")
 
 
@@ -600,7 +600,7 @@ def test_invalid_deep_feature_options_get_the_library_message(synthetic_cohort):
 
 def test_a_clinical_model_without_the_manifest_says_so(work, capsys):
     save_small_model(work, features=("f1", "age"))
-    refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "p.csv"],
+    assert_refused(work, capsys, ["predict", "--model", "model.skops", "--features", "features.csv", "--out", "p.csv"],
             "age", "--manifest")
 
 
