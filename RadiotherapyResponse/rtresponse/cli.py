@@ -350,7 +350,9 @@ def _run_with_outputs(args, argv) -> int:
         return text
 
     try:
-        with staged(finals, args.outputs, inputs, args.overwrite, list(argv or sys.argv[1:])) as places:
+        command = list(argv or sys.argv[1:])
+        with staged(finals, args.outputs, inputs, args.overwrite, command,
+                    describe=lambda: _provenance(args, command, finals)) as places:
             renames.update({str(places[option]): str(finals[option]) for option in places})
             for option, place in places.items():
                 setattr(args, option, place)
@@ -369,6 +371,18 @@ def _run_with_outputs(args, argv) -> int:
     finally:
         print(unstage(printed.getvalue()), end="")
     return 0
+
+
+_NOT_SETTINGS = ("func", "outputs", "provenance", "overwrite", "lists_its_problems")
+
+
+def _provenance(args, command: list, finals: dict) -> dict:
+    """The record every output of this run carries: the command line, every parsed option, what the command noted."""
+    from . import provenance
+
+    settings = {name: (finals.get(name, value)) for name, value in vars(args).items()
+                if name not in _NOT_SETTINGS and not callable(value)}
+    return provenance.record(["rtresponse", *command], settings, **getattr(args, "provenance", {}))
 
 
 CREATED_FOLDERS = ("weights_folder", "cache")  # path options that may name a folder not made yet

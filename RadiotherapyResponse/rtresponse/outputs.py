@@ -7,7 +7,8 @@ folder only with ``overwrite``), lets the command write into a staging folder be
 place, and moves the whole set into place only when the command succeeded: a failed or
 interrupted run leaves nothing new, and a re-run replaces the earlier set instead of mixing with it.
 
-A results folder carries ``.rtresponse-run.json`` (command, version, time): ``overwrite``
+Every output says how it was made (:mod:`rtresponse.provenance`): a file gets ``F.json`` beside it, a
+folder ``provenance.json``. A results folder also carries ``.rtresponse-run.json`` (command, version, time): ``overwrite``
 replaces only such a folder, or an empty one, so a mistyped ``--out ~`` never wipes a home folder.
 """
 
@@ -22,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import InputError
 
@@ -112,12 +113,19 @@ class _Staging:
                 if (final / name).is_file():
                     shutil.copy2(final / name, self.folder / name)
 
-    def commit(self, record: Mapping) -> None:
+    def commit(self, record: Mapping, described: Mapping) -> None:
+        from . import provenance
+
         if self.output.kind == FILE:
-            for item in sorted(self.folder.iterdir()):  # the file and its sidecars
+            if self.path.exists():
+                written = sorted(p.name for p in self.folder.iterdir())
+                provenance.write(provenance.sidecar(self.path), {**described, "files": written})
+            for item in sorted(self.folder.iterdir()):  # the file, its sidecars and its provenance
                 os.replace(item, self.final.parent / item.name)
             shutil.rmtree(self.folder, ignore_errors=True)
             return
+        written = sorted(str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file())
+        provenance.write(self.folder / provenance.FOLDER_RECORD, {**described, "files": written})
         (self.folder / RUN_MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         os.chmod(self.folder, 0o777 & ~_umask())  # mkdtemp makes 0700
         if self.final.exists():
@@ -140,12 +148,16 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def staged(paths: Mapping[str, Path], outputs: Sequence[Output], inputs: Iterable[Path], overwrite: bool,
-           command: Sequence[str] = ()) -> Iterator[dict[str, Path]]:
+           command: Sequence[str] = (), describe: Callable[[], Mapping] | None = None) -> Iterator[dict[str, Path]]:
     """Check every output, then yield {option: staging path} for the command to write to.
 
-    On success each output is moved into place (folders with their run record); on an
-    error or an interruption the staging places are removed and nothing new is left.
+    On success each output is moved into place (folders with their run record), each with its
+    provenance: ``describe()`` (called after the command ran) as a file's sidecar ``F.json`` or a
+    folder's ``provenance.json``. On an error or an interruption the staging places are removed
+    and nothing new is left.
     """
+    from . import provenance
+
     from . import __version__
 
     inputs = list(inputs)
@@ -160,8 +172,9 @@ def staged(paths: Mapping[str, Path], outputs: Sequence[Output], inputs: Iterabl
         yield {stage.output.option: stage.path for stage in stages}
         record = {"command": ["rtresponse", *command], "rtresponse": __version__,
                   "python": sys.version.split()[0], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        described = describe() if describe is not None else provenance.record(["rtresponse", *command])
         for stage in stages:
-            stage.commit(record)
+            stage.commit(record, described)
     finally:
         for stage in stages:
             stage.discard()
