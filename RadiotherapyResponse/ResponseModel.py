@@ -1057,9 +1057,12 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
         """One paragraph on a run: the best model, where things are, who was left out."""
         evaluation = result["evaluation"]
         best = evaluation.best
-        metric, label = ("auc632plus", "0.632+ AUC") if "auc632plus" in best else ("auc", "test AUC")
-        text = (f"Best of {len(evaluation.results)} model(s): {best['feature_set']}, {best['selector']} + "
-                f"{best['classifier']}, {label} {best[metric]:.3f} with {len(evaluation.features)} feature(s).\n"
+        if "auc632plus" in best:
+            how, score = "Best", f"0.632+ AUC {best['auc632plus']:.3f}"
+        else:  # the split protocol chooses on the training patients' cross-validation, then tests once
+            how, score = "Chosen by cross-validation", f"CV AUC {best['cv_auc']:.3f}, test AUC {best['auc']:.3f}"
+        text = (f"{how} of {len(evaluation.results)} model(s): {best['feature_set']}, {best['selector']} + "
+                f"{best['classifier']}, {score} with {len(evaluation.features)} feature(s).\n"
                 f"Results: '{result['results'].GetName()}'; ROC: '{result['roc'].GetName()}'.\n"
                 f"Files in {result['outputFolder']}; model: {os.path.basename(str(result['paths']['model']))}.")
         if evaluation.dropped:

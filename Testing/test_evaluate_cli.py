@@ -47,8 +47,13 @@ def test_evaluate_writes_results_figures_and_a_model_that_predicts(planted_study
     assert by_set["clinical"] < by_set["features"]
     assert (out / "roc.png").is_file() and (out / "model.skops").is_file()
     if protocol == "split":
-        assert {"auc_low", "auc_high", "brier", "vs_first_delong_p", "vs_first_nri", "vs_first_idi"} <= set(
+        assert {"cv_auc", "cv_auc_sd", "chosen", "chosen_in_set", "auc_low", "auc_high", "brier"} <= set(
             results.columns)
+        assert results["chosen"].sum() == 1 and results["chosen_in_set"].sum() == 3
+        comparisons = pd.read_csv(out / "comparisons.csv")  # the three chosen models, pairwise
+        assert len(comparisons) == 3 and {"delong_p", "nri", "idi"} <= set(comparisons.columns)
+        split = pd.read_csv(out / "split.csv", index_col="patient_id")["set"]
+        assert split.value_counts()["test"] == 20  # a third of the 59 kept patients
         importance = pd.read_csv(out / "shapley.csv", index_col="input")["mean_abs_shapley"]
         assert importance.index[0] == "f1"  # the planted feature matters most to the best model
     else:
@@ -87,19 +92,26 @@ def test_model_files_refuse_untrusted_types_and_non_models(tmp_path):
         save_model(tmp_path / "m.pkl", model, ["x"], "response", 1, 0.5)
 
 
-def test_split_protocol_best_row_is_the_saved_model(planted_study):
-    """The reported best row, the saved description and the model must be the same cell."""
+def test_split_protocol_saves_the_model_chosen_by_cross_validation(planted_study):
+    """The saved model is the row with the best CV AUC (not the best test AUC), and its card says so."""
+    import json
+
     from rtresponse.cohort import load_manifest
-    from rtresponse.models.evaluate import evaluate
+    from rtresponse.models.evaluate import evaluate, write_outputs
     from rtresponse.models.tables import read_feature_table
 
     cohort = load_manifest(planted_study / "manifest.csv", check_files=False)
     evaluation = evaluate({"features": read_feature_table(planted_study / "features.csv")},
                           cohort.outcomes()["response"], protocol="split", selectors=("wilcoxon",),
                           classifiers=("lda", "lr", "nb"), k=3)
-    best_auc = evaluation.results["auc"].max()
-    assert evaluation.best["auc"] == best_auc
+    table = evaluation.results
+    assert evaluation.best["cv_auc"] == table["cv_auc"].max()
+    assert table.loc[table["chosen"], "classifier"].item() == evaluation.best["classifier"]
     estimator = evaluation.model.steps[-1][1]
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     expected = {"lda": "LinearDiscriminantAnalysis", "lr": "LogisticRegression", "nb": "GaussianNB"}
     assert type(final).__name__ == expected[evaluation.best["classifier"]]
+    paths = write_outputs(evaluation, planted_study / "out", "response", 1)
+    card = json.loads(paths["model card"].read_text())
+    assert card["probability_of"] == 1 and card["training_patients"] == 39 and len(card["training_data_sha256"]) == 64
+    assert card["settings"]["cv_folds"] == 5 and card["chosen_by"].startswith("mean AUC of stratified")

@@ -159,14 +159,19 @@ def _evaluate(args) -> int:
         evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
                               selectors=args.selectors, classifiers=args.classifiers, k=args.k,
                               n_bootstrap=args.n_bootstrap, forward=not args.no_forward, positive=positive,
-                              random_state=args.seed, n_jobs=args.jobs, progress=progress)
+                              test_size=args.test_size, cv_folds=args.cv_folds, random_state=args.seed,
+                              n_jobs=args.jobs, progress=progress)
     finally:
         progress.close()
     paths = write_outputs(evaluation, args.out, args.outcome, evaluation.best.get("positive", positive))
     best = evaluation.best
-    metric = "auc632plus" if args.protocol == "bootstrap" else "auc"
-    print(f"best: {best['feature_set']} {best['selector']} + {best['classifier']} {metric} {best[metric]:.3f} "
-          f"({best['features']})")
+    if args.protocol == "bootstrap":
+        print(f"best: {best['feature_set']} {best['selector']} + {best['classifier']} auc632plus "
+              f"{best['auc632plus']:.3f} ({best['features']})")
+    else:
+        print(f"chosen by {args.cv_folds}-fold CV on the training patients: {best['feature_set']} {best['selector']} "
+              f"+ {best['classifier']} CV AUC {best['cv_auc']:.3f}; test AUC {best['auc']:.3f} "
+              f"({best['auc_low']:.3f}-{best['auc_high']:.3f}) ({best['features']})")
     for pid, why in evaluation.dropped.items():
         print(f"  left out {pid}: {why}", file=sys.stderr)
     for label, path in paths.items():
@@ -256,14 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .models.classifiers import CLASSIFIER_NAMES, PAPER_CLASSIFIERS
     from .models.grid import PAPER_SELECTORS
+    from .models.split_protocol import DEFAULT_FOLDS
 
     evaluate = commands.add_parser(
         "evaluate", help="judge feature sets against an outcome (0.632+ bootstrap grid or train/test split)",
         description="Evaluate feature tables (CSV with patient_id) and/or clinical factors against a manifest "
                     "outcome. bootstrap: every selector x classifier by the 0.632+ bootstrap AUC (Tanaka et al.); "
-                    "split: stratified train/test split with a training Youden cut-off, test metrics, DeLong, NRI "
-                    "and IDI (Jeong et al.). Writes OUT/results.csv, heat maps, roc.png and the best model as "
-                    "OUT/model.skops.")
+                    "split: stratified train/test split; each model judged by k-fold cross-validation on the "
+                    "training patients, the best (per feature set and overall) tested once, with a training Youden "
+                    "cut-off, DeLong CI, and DeLong/NRI/IDI between the chosen models (Jeong et al.). Writes "
+                    "OUT/results.csv, heat maps or comparisons.csv and split.csv, roc.png, the chosen model as "
+                    "OUT/model.skops and its model_card.json.")
     evaluate.add_argument("--features", action="append", type=Path, help="feature table CSV (repeatable)")
     evaluate.add_argument("--manifest", required=True, type=Path, help="cohort manifest with the outcome")
     evaluate.add_argument("--outcome", required=True, help="outcome NAME (the manifest's outcome_NAME column)")
@@ -278,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=options.COUNT, default=10, help="features kept by each selector (default 10)")
     evaluate.add_argument("--n-bootstrap", type=options.DRAWS, default=1000, help="bootstrap draws (default 1000)")
     evaluate.add_argument("--no-forward", action="store_true", help="bootstrap: skip forward selection")
+    evaluate.add_argument("--test-size", type=options.FRACTION, default=1 / 3,
+                          help="split: the fraction of patients held out as the test set (default 1/3)")
+    evaluate.add_argument("--cv-folds", type=options.integer(2), default=DEFAULT_FOLDS,
+                          help=f"split: stratified folds of the training patients that choose the model "
+                               f"(default {DEFAULT_FOLDS}, as Jeong et al.)")
     evaluate.add_argument("--seed", type=options.SEED, default=0)
     evaluate.add_argument("--jobs", type=options.COUNT, default=1, help="parallel bootstrap fits")
     evaluate.add_argument("--out", required=True, type=Path, help="output folder")

@@ -98,14 +98,14 @@ def weights_label(record: Mapping) -> str:
     return f"file {Path(record.get('file', '?')).name} sha256 {str(record.get('sha256', ''))[:12]}"
 
 
-def _plain(value):
+def plain(value):
     """JSON-friendly settings: paths as text, tuples as lists, numpy scalars as numbers."""
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
         try:
             return value.item()
@@ -122,8 +122,8 @@ def record(command: list | None = None, settings: Mapping | None = None, **detai
     if command is not None:
         found["command"] = [str(part) for part in command]
     if settings is not None:
-        found["settings"] = _plain(settings)
-    found.update({key: _plain(value) for key, value in details.items()})
+        found["settings"] = plain(settings)
+    found.update({key: plain(value) for key, value in details.items()})
     found["environment"] = environment()
     found["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return found
@@ -135,7 +135,7 @@ def note(args, key: str, value) -> None:
     if notes is None:
         notes = {}
         setattr(args, "provenance", notes)
-    notes[key] = _plain(value)
+    notes[key] = plain(value)
 
 
 def sidecar(path: str | os.PathLike) -> Path:

@@ -6,13 +6,16 @@ Protocols:
     the selector x classifier grid of every feature set, 0.632+ bootstrap AUC on all patients;
     the best cell is refitted on all patients and saved.
 ``split`` (Jeong et al.)
-    one stratified train/test split shared by every model; training-set Youden cut-off; test
-    metrics with DeLong CI; every model is compared with the first one on the same test patients
-    (DeLong, NRI, IDI); the best model (test AUC) is saved.
+    one stratified train/test split shared by every model; each model judged by stratified k-fold
+    cross-validation on the training patients; the best by CV AUC (per feature set and overall) is
+    refitted on the training patients, its Youden cut-off taken there, and tested once: test metrics
+    with DeLong CI, and DeLong / NRI / IDI between the chosen models (:mod:`.split_protocol`). The
+    overall chosen model is saved.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 from ..errors import InputError
 from .classifiers import PAPER_CLASSIFIERS
 from .grid import PAPER_SELECTORS
+from .split_protocol import DEFAULT_FOLDS
 
 
 @dataclass
@@ -33,14 +37,24 @@ class Evaluation:
     roc: dict = field(default_factory=dict)   # label -> (fpr, tpr)
     dropped: dict = field(default_factory=dict)
     shapley: "object" = None                  # split protocol: mean |Shapley value| per input of the best model
+    comparisons: "object" = None              # split protocol: DeLong, NRI, IDI between the chosen models
+    split: dict | None = None                 # split protocol: patient id -> "train" / "test"
+    positive: object = None                   # the outcome value the probability is for
+    training_hash: str = ""                   # SHA-256 of the data the saved model was fitted on
+    settings: dict = field(default_factory=dict)  # protocol, selectors, classifiers, k, draws, folds, seed
 
 
 def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: str = "bootstrap",
              selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequence[str] = PAPER_CLASSIFIERS,
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, positive=None, test_size: float = 1 / 3,
-             random_state=0, n_jobs=None, progress: Callable[[int, int], None] | None = None,
+             cv_folds: int = DEFAULT_FOLDS, split: tuple | None = None, random_state=0, n_jobs=None,
+             progress: Callable[[int, int], None] | None = None,
              should_cancel: Callable[[], bool] | None = None) -> Evaluation:
-    """Evaluate every feature set (name -> DataFrame indexed by patient_id) against ``outcome`` (a Series)."""
+    """Evaluate every feature set (name -> DataFrame indexed by patient_id) against ``outcome`` (a Series).
+
+    Split protocol: ``test_size`` (fraction of patients), ``cv_folds`` (the training patients' folds that
+    choose the model), ``split`` = (train positions, test positions) to fix the split.
+    """
     import pandas as pd
 
     from ..evaluation import roc_curve_points, youden_cutoff
@@ -48,7 +62,7 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
     from .grid import _with_imputer, run_grid
     from .classifiers import make_classifier
     from .tables import assemble
-    from .validation import compare_on_test, split_validation, stratified_split
+    from .split_protocol import split_protocol
 
     if protocol not in ("bootstrap", "split"):
         raise InputError(f"protocol must be 'bootstrap' or 'split', got '{protocol}'")
@@ -74,40 +88,46 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
         cutoff = youden_cutoff(data.y, scores)
         fpr, tpr, _ = roc_curve_points(data.y, scores)
         roc[f"{best_set} {best['selector']}+{best['classifier']} (apparent)"] = (fpr, tpr)
+        model_ids = list(common)
     else:
-        split = stratified_split(data.X, data.y, test_size, random_state)
-        reference = None
-        total = len(feature_sets) * len(selectors) * len(classifiers)
-        done = 0
-        for name, frame in feature_sets.items():
-            X = frame.loc[common]
-            for selector in selectors:
-                for classifier in classifiers:
-                    result = split_validation(X, data.y, selector, classifier, k=k, random_state=random_state,
-                                              split=split)
-                    record = {"feature_set": name, "selector": selector, "classifier": classifier,
-                              "features": ";".join(map(str, result.features)), **result.metrics}
-                    if reference is None:
-                        reference = result
-                    else:
-                        record.update({f"vs_first_{key}": value for key, value in
-                                       compare_on_test(reference, result).items()})
-                    rows.append(record)
-                    candidates.append((result.metrics["auc"], name, (record, result)))
-                    fpr, tpr, _ = roc_curve_points(result.test_y, result.test_scores)
-                    roc[f"{name} {selector}+{classifier}"] = (fpr, tpr)
-                    done += 1
-                    if progress:
-                        progress(done, total)
-        results = pd.DataFrame(rows)
-        _, best_set, (best, best_result) = max(candidates, key=lambda c: c[0])
-        model, features, cutoff = best_result.model, best_result.features, best_result.cutoff
+        study = split_protocol({name: frame.loc[common] for name, frame in feature_sets.items()}, data.y,
+                               selectors, classifiers, k=k, folds=cv_folds, test_size=test_size,
+                               random_state=random_state, split=split, progress=progress,
+                               should_cancel=should_cancel)
+        results, best_set, comparisons = study.results, study.best_set, study.comparisons
+        best = results[results["chosen"]].iloc[0].to_dict()
+        chosen = study.chosen[best_set]
+        model, features, cutoff = chosen.model, chosen.features, chosen.cutoff
+        for row in results[results["chosen_in_set"]].to_dict("records"):
+            result = study.chosen[row["feature_set"]]
+            fpr, tpr, _ = roc_curve_points(result.test_y, result.test_scores)
+            mark = " (chosen)" if row["chosen"] else ""
+            roc[f"{row['feature_set']} {row['selector']}+{row['classifier']}{mark}"] = (fpr, tpr)
         X = feature_sets[best_set].loc[common]
-        shapley = input_importance(model, X.loc[best_result.train_ids, features], X.loc[best_result.test_ids, features])
+        shapley = input_importance(model, X.loc[chosen.train_ids, features], X.loc[chosen.test_ids, features])
+        assignment = {**{pid: "train" for pid in study.train_ids}, **{pid: "test" for pid in study.test_ids}}
+        model_ids = list(chosen.train_ids)
     columns = ["feature_set"] + [c for c in results.columns if c != "feature_set"]
     return Evaluation(results=results[columns], best=dict(best, feature_set=best_set), model=model,
                       features=features, cutoff=float(cutoff), roc=roc, dropped=dropped,
-                      shapley=shapley if protocol == "split" else None)
+                      shapley=shapley if protocol == "split" else None,
+                      comparisons=comparisons if protocol == "split" else None,
+                      split=assignment if protocol == "split" else None,
+                      positive=data.positive, training_hash=_training_hash(X, features, data.y, model_ids),
+                      settings={"protocol": protocol, "selectors": list(selectors), "classifiers": list(classifiers),
+                                "k": k, "random_state": random_state,
+                                **({"n_bootstrap": n_bootstrap, "forward": forward} if protocol == "bootstrap"
+                                   else {"cv_folds": cv_folds, "test_size": test_size})})
+
+
+def _training_hash(X, features, y, ids) -> str:
+    """SHA-256 of the rows, columns and labels the saved model was fitted on (its model card's data fingerprint)."""
+    import pandas as pd
+
+    from ..provenance import table_hash
+
+    labels = pd.Series(y, index=X.index, name="__outcome__")
+    return table_hash(pd.concat([X[features], labels], axis=1).loc[list(ids)])
 
 
 def input_importance(model, train, test, max_players: int = 12, max_background: int = 50, random_state=0):
@@ -132,11 +152,14 @@ def input_importance(model, train, test, max_players: int = 12, max_background: 
 
 
 def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: str, positive) -> dict:
-    """results.csv, heat maps (bootstrap), roc.png and model.skops in ``out_dir``; returns their paths."""
-    import matplotlib
+    """results.csv, heat maps (bootstrap), roc.png, model.skops and its model_card.json in ``out_dir``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Split protocol also: comparisons.csv (the chosen models against each other) and split.csv (who was
+    a training and who a test patient). Returns {label: path}.
+    """
+    from matplotlib.figure import Figure
+
+    import pandas as pd
 
     from ..atomic import atomic_path
     from .grid import heatmap
@@ -153,27 +176,59 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: s
             path = out / f"grid_{_safe(name)}.png"
             heatmap(table, path, title=f"0.632+ bootstrap AUC: {name}")
             paths[f"grid {name}"] = path
-    figure, axes = plt.subplots(figsize=(5, 5))
-    for label, (fpr, tpr) in list(evaluation.roc.items())[:12]:
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    for label, (fpr, tpr) in evaluation.roc.items():  # the chosen models only
         axes.plot(fpr, tpr, label=label, linewidth=1.2)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("sensitivity")
+    axes.set_title("test ROC of the chosen models" if evaluation.split else "apparent ROC of the best model",
+                   fontsize=9)
     axes.legend(fontsize=6, loc="lower right")
     figure.tight_layout()
     with atomic_path(out / "roc.png") as tmp:
         figure.savefig(tmp, dpi=120)
-    plt.close(figure)
     paths["roc"] = out / "roc.png"
+    if evaluation.comparisons is not None:
+        with atomic_path(out / "comparisons.csv") as tmp:
+            evaluation.comparisons.to_csv(tmp, index=False)
+        paths["comparisons"] = out / "comparisons.csv"
+    if evaluation.split:
+        with atomic_path(out / "split.csv") as tmp:
+            pd.Series(evaluation.split, name="set").to_csv(tmp, index_label="patient_id")
+        paths["split"] = out / "split.csv"
     if evaluation.shapley is not None:
         with atomic_path(out / "shapley.csv") as tmp:
             evaluation.shapley.rename("mean_abs_shapley").to_csv(tmp, index_label="input")
         paths["shapley"] = out / "shapley.csv"
     best = evaluation.best
+    description = f"{best['feature_set']}: {best['selector']} + {best['classifier']}"
     paths["model"] = save_model(out / "model.skops", evaluation.model, evaluation.features, outcome, positive,
-                                evaluation.cutoff,
-                                description=f"{best['feature_set']}: {best['selector']} + {best['classifier']}")
+                                evaluation.cutoff, description=description)
+    with atomic_path(out / "model_card.json") as tmp:
+        tmp.write_text(json.dumps(model_card(evaluation, outcome, positive, description), indent=1) + "\n",
+                       encoding="utf-8")
+    paths["model card"] = out / "model_card.json"
     return paths
+
+
+def model_card(evaluation: Evaluation, outcome: str, positive, description: str) -> dict:
+    """What the saved model is: its inputs, fitted parameters, the data it saw and how it was chosen."""
+    from ..provenance import plain
+
+    estimator = evaluation.model.steps[-1][1] if hasattr(evaluation.model, "steps") else evaluation.model
+    metrics = {key: value for key, value in evaluation.best.items() if key not in ("features",)}
+    return plain({"model": description, "outcome": outcome, "probability_of": positive,
+                   "features": list(evaluation.features), "cutoff": evaluation.cutoff,
+                   "classifier": type(estimator).__name__, "parameters": estimator.get_params(deep=False),
+                   "chosen_by": ("mean AUC of stratified k-fold cross-validation on the training patients"
+                                 if evaluation.split else "0.632+ bootstrap AUC on all patients"),
+                   "fitted_on": ("training patients" if evaluation.split else "all patients"),
+                   "training_patients": (sum(v == "train" for v in evaluation.split.values()) if evaluation.split
+                                         else None),
+                   "training_data_sha256": evaluation.training_hash, "settings": evaluation.settings,
+                   "result": metrics})
 
 
 def _safe(name: str) -> str:

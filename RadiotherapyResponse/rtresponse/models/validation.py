@@ -40,11 +40,12 @@ def stratified_split(X, y, test_size: float = 1 / 3, random_state=0):
 
 
 def split_validation(X, y, selector: str = "none", classifier: str = "svm", k: int = 10, test_size: float = 1 / 3,
-                     random_state=0, split=None, tuned_svm: bool = False) -> SplitResult:
+                     random_state=0, split=None, tuned_svm: bool = False, features: list | None = None) -> SplitResult:
     """Fit selector + classifier on a stratified training split; judge it on the test split.
 
     ``split`` = (train positions, test positions) reuses a split across models so their test
-    scores can be compared patient by patient (DeLong, NRI, IDI).
+    scores can be compared patient by patient (DeLong, NRI, IDI). ``features``: the selector's
+    columns, already ranked on these training patients (several classifiers share one ranking).
     """
     from ..evaluation import classification_metrics, delong_auc_ci, youden_cutoff
     from ..evaluation.bootstrap import _binary, decision_scores
@@ -57,7 +58,9 @@ def split_validation(X, y, selector: str = "none", classifier: str = "svm", k: i
     y = _binary(y)
     train, test = split if split is not None else stratified_split(X, y, test_size, random_state)
     X_train, y_train = X.iloc[train], y[train]
-    features = list(X.columns) if selector == "none" else ranked_features(selector, X_train, y_train, k, random_state)
+    if features is None:
+        features = (list(X.columns) if selector == "none"
+                    else ranked_features(selector, X_train, y_train, k, random_state))
     estimator = svm_grid_search(random_state) if tuned_svm else make_classifier(classifier, random_state)
     model = _with_imputer(estimator).fit(X_train[features], y_train)
     cutoff = youden_cutoff(y_train, decision_scores(model, X_train[features]))
