@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, cli_i3d, cli_recurrence, cli_residual, options
+from . import __version__, cli_i3d, cli_recurrence, cli_residual, options, progress
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 from .outputs import FILE, FOLDER, Output, writes
@@ -20,24 +19,7 @@ from .outputs import FILE, FOLDER, Output, writes
 EXIT_BAD_INPUT = 2
 
 
-class _Progress:
-    """A tqdm bar fed by ``progress(done, total)`` callbacks (quiet when not on a terminal)."""
-
-    def __init__(self, description: str):
-        self.description = description
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.description, unit="patient", file=sys.stderr,
-                            disable=not sys.stderr.isatty())
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+_Progress = progress.Bar  # the callback every command's long stages report to
 
 
 def _validate(args) -> int:
@@ -323,7 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     cli_recurrence.add_commands(commands)
     cli_residual.add_commands(commands)
     cli_i3d.add_commands(commands)
+    _add_progress_option(parser)
     return parser
+
+
+def _add_progress_option(parser) -> None:
+    """``--progress bar|jsonl|none`` on every command that runs (the leaves of the command tree)."""
+    found = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not found:
+        parser.add_argument("--progress", choices=progress.MODES, default=progress.BAR,
+                            help="bar: a progress bar with ETA on a terminal (default); jsonl: one JSON object per "
+                                 "line on stdout (stage, done, total, message; then result or error) for programs; "
+                                 "none")
+        return
+    for sub in {id(p): p for p in found[0].choices.values()}.values():
+        _add_progress_option(sub)
 
 
 class _Failed(Exception):
@@ -349,24 +345,40 @@ def _manifest_files(args) -> list[Path]:
 
 
 def _run_with_outputs(args, argv) -> int:
-    """Run the command writing into staging places; move its outputs into place only if it succeeds."""
+    """Run the command writing into staging places; move its outputs into place only if it succeeds.
+
+    What the command prints reaches the terminal line by line as it runs (or, with ``--progress jsonl``,
+    as log events), with staging paths replaced by the final ones.
+    """
     from .outputs import path_arguments, staged
 
     finals = {output.option: getattr(args, output.option) for output in args.outputs}
     inputs = path_arguments(vars(args), skip=finals) + _manifest_files(args)
-    printed = io.StringIO()
     renames: dict[str, str] = {}
+    terminal = sys.stdout
 
     def unstage(text: str) -> str:  # messages name the final places, never the staging ones
         for staging, final in renames.items():
             text = text.replace(staging, final)
         return text
 
+    def send(line: str) -> None:
+        if progress.mode() == progress.JSONL:
+            progress.emit("log", message=unstage(line))
+        else:
+            terminal.write(unstage(line) + "\n")
+            terminal.flush()
+
+    printed = progress.LineStream(send)
+    written: list = []
     try:
         command = list(argv or sys.argv[1:])
         with staged(finals, args.outputs, inputs, args.overwrite, command,
-                    describe=lambda: _provenance(args, command, finals)) as places:
+                    describe=lambda: _provenance(args, command, finals), written=written) as places:
             renames.update({str(places[option]): str(finals[option]) for option in places})
+            # files written beside a file output (F.zscore.csv) are named by the staging folder
+            renames.update({str(places[option].parent): str(Path(finals[option]).parent) for option in places
+                            if places[option].name == Path(finals[option]).name})
             for option, place in places.items():
                 setattr(args, option, place)
             try:
@@ -375,14 +387,16 @@ def _run_with_outputs(args, argv) -> int:
             except RTResponseError as error:
                 raise RTResponseError(unstage(str(error))) from None
             finally:
+                printed.flush()
                 for option, final in finals.items():
                     setattr(args, option, final)
             if code:
                 raise _Failed(code)
     except _Failed as failed:
+        progress.emit("error", code=failed.code, message="the command failed; nothing was written")
         return failed.code
-    finally:
-        print(unstage(printed.getvalue()), end="")
+    progress.emit("result", code=0, outputs={option: str(path) for option, path in finals.items() if path},
+                  files=[str(path) for path in written])
     return 0
 
 
@@ -414,24 +428,74 @@ def _check_input_paths(args) -> None:
             regular_file(path, f"--{name.replace('_', '-')} file", folder_ok=True)
 
 
+def _run_writing_nothing(args) -> int:
+    """A command without outputs (validate, weights list): with --progress jsonl its lines become log events."""
+    if progress.mode() != progress.JSONL:
+        return args.func(args)
+    lines = progress.LineStream(lambda line: progress.emit("log", message=line))
+    with contextlib.redirect_stdout(lines):
+        code = args.func(args)
+    lines.flush()
+    progress.emit("result" if not code else "error", code=code, outputs={}, files=[],
+                  **({"message": "problems found"} if code else {}))
+    return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a job runner's Cancel), handled like Ctrl-C: staging places removed, nothing written."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or an option refused while parsing (its message is printed)
         return int(exit.code or 0)
+    progress.configure(getattr(args, "progress", progress.BAR), sys.stdout)
+    previous = _handle_sigterm()
     try:
         if not getattr(args, "lists_its_problems", False):
             _check_input_paths(args)
         if getattr(args, "outputs", None):
             return _run_with_outputs(args, argv)
-        return args.func(args)
+        return _run_writing_nothing(args)
     except RTResponseError as error:
         print(f"rtresponse: error: {error}", file=sys.stderr)
+        progress.emit("error", code=EXIT_BAD_INPUT, message=str(error))
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("rtresponse: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, _Terminated)
+        print(f"rtresponse: {'terminated' if terminated else 'interrupted'}; nothing was written", file=sys.stderr)
+        progress.emit("error", code=143 if terminated else 130, message="cancelled; nothing was written")
+        return 143 if terminated else 130
+    except Exception as error:  # a bug: the traceback goes to stderr, a job runner gets one line
+        if progress.mode() == progress.JSONL:
+            progress.emit("error", code=1, message=f"internal error: {type(error).__name__}: {error}")
+        raise
+    finally:
+        _restore_sigterm(previous)
+        progress.configure()
+
+
+def _handle_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,8 +7,8 @@ folder only with ``overwrite``), lets the command write into a staging folder be
 place, and moves the whole set into place only when the command succeeded: a failed or
 interrupted run leaves nothing new, and a re-run replaces the earlier set instead of mixing with it.
 
-Every output says how it was made (:mod:`rtresponse.provenance`): a file gets ``F.json`` beside it, a
-folder ``provenance.json``. A results folder also carries ``.rtresponse-run.json`` (command, version, time): ``overwrite``
+Every output says how it was made (:mod:`rtresponse.provenance`): a file gets ``F.json`` beside it (and
+so does each file written with it, ``F.zscore.csv.json``), a folder ``provenance.json``. A results folder also carries ``.rtresponse-run.json`` (command, version, time): ``overwrite``
 replaces only such a folder, or an empty one, so a mistyped ``--out ~`` never wipes a home folder.
 """
 
@@ -113,17 +113,24 @@ class _Staging:
                 if (final / name).is_file():
                     shutil.copy2(final / name, self.folder / name)
 
-    def commit(self, record: Mapping, described: Mapping) -> None:
+    def commit(self, record: Mapping, described: Mapping) -> list[Path]:
+        """Move the output into place with its provenance; returns the final paths of the files written."""
         from . import provenance
 
         if self.output.kind == FILE:
-            if self.path.exists():
+            if self.path.exists():  # each file of the set (F.csv, F.zscore.csv, ...) gets its own F.json
                 written = sorted(p.name for p in self.folder.iterdir())
-                provenance.write(provenance.sidecar(self.path), {**described, "files": written})
+                for name in written:
+                    if not (name.endswith(provenance.SIDECAR_SUFFIX) and name[:-len(provenance.SIDECAR_SUFFIX)]
+                            in written):
+                        provenance.write(provenance.sidecar(self.folder / name),
+                                         {**described, "file": name, "files": written})
+            moved = []
             for item in sorted(self.folder.iterdir()):  # the file, its sidecars and its provenance
                 os.replace(item, self.final.parent / item.name)
+                moved.append(self.final.parent / item.name)
             shutil.rmtree(self.folder, ignore_errors=True)
-            return
+            return moved
         written = sorted(str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file())
         provenance.write(self.folder / provenance.FOLDER_RECORD, {**described, "files": written})
         (self.folder / RUN_MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -135,6 +142,7 @@ class _Staging:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self.folder, self.final)
+        return [self.final / name for name in [*written, provenance.FOLDER_RECORD]]
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -148,13 +156,14 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def staged(paths: Mapping[str, Path], outputs: Sequence[Output], inputs: Iterable[Path], overwrite: bool,
-           command: Sequence[str] = (), describe: Callable[[], Mapping] | None = None) -> Iterator[dict[str, Path]]:
+           command: Sequence[str] = (), describe: Callable[[], Mapping] | None = None,
+           written: list | None = None) -> Iterator[dict[str, Path]]:
     """Check every output, then yield {option: staging path} for the command to write to.
 
     On success each output is moved into place (folders with their run record), each with its
     provenance: ``describe()`` (called after the command ran) as a file's sidecar ``F.json`` or a
     folder's ``provenance.json``. On an error or an interruption the staging places are removed
-    and nothing new is left.
+    and nothing new is left. ``written`` (a list) receives the final paths of every file written.
     """
     from . import provenance
 
@@ -174,7 +183,9 @@ def staged(paths: Mapping[str, Path], outputs: Sequence[Output], inputs: Iterabl
                   "python": sys.version.split()[0], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         described = describe() if describe is not None else provenance.record(["rtresponse", *command])
         for stage in stages:
-            stage.commit(record, described)
+            moved = stage.commit(record, described)
+            if written is not None:
+                written.extend(moved)
     finally:
         for stage in stages:
             stage.discard()
