@@ -72,6 +72,15 @@ def pyradiomics_cases():
     return pyradiomics_sample.fetch()
 
 
+def child_env() -> dict:
+    """Environment for a child ``python -m rtresponse``: it imports this checkout's rtresponse, installed or not."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(LIBRARY), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def copy_cohort(manifest, target):
     """A writable copy of a cohort folder; returns the copied manifest path."""
     import shutil

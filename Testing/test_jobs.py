@@ -6,7 +6,6 @@ Real child processes (``python -m rtresponse ... --progress jsonl``) on a small 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,15 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LIBRARY
+from conftest import child_env
 from rtresponse.jobs import CANCELLED, FAILED, FINISHED, Job, run
-
-
-def _env() -> dict:
-    """The child imports this checkout's rtresponse, installed or not."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(LIBRARY), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def test_features_stream_json_progress_and_sigterm_ends_them_with_no_output(slow
     out = tmp_path / "features.csv"
     command = [sys.executable, "-m", "rtresponse", *_features(slow_cohort, out, "--perturbations", "3"),
                "--progress", "jsonl"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     first = json.loads(child.stdout.readline())
     assert first["event"] == "progress" and first["stage"] == "extracting features"
     assert first["total"] == 12 and 1 <= first["done"] < 12 and {"message", "elapsed"} <= set(first)
@@ -68,7 +60,7 @@ def test_a_job_reports_progress_in_order_and_the_files_it_wrote(synthetic_cohort
 
     out = tmp_path / "features.csv"
     events = []
-    result = run(_features(synthetic_cohort, out), on_event=events.append, env=_env(), timeout=300)
+    result = run(_features(synthetic_cohort, out), on_event=events.append, env=child_env(), timeout=300)
     assert result.state == FINISHED, result.message
     progress = [e for e in events if e["event"] == "progress"]
     assert [e["done"] for e in progress] == sorted(e["done"] for e in progress) and progress[-1]["done"] == 6
@@ -81,7 +73,7 @@ def test_a_job_reports_progress_in_order_and_the_files_it_wrote(synthetic_cohort
 
 def test_cancel_ends_the_job_within_seconds_and_leaves_nothing(slow_cohort, tmp_path):
     job = Job(_features(slow_cohort, tmp_path / "features.csv", "--perturbations", "3", "--jobs", "2"),
-              env=_env()).start()
+              env=child_env()).start()
     deadline = time.monotonic() + 120
     while not any(e["event"] == "progress" for e in job.poll()):
         assert job.running and time.monotonic() < deadline, "no progress event"
@@ -96,7 +88,7 @@ def test_cancel_ends_the_job_within_seconds_and_leaves_nothing(slow_cohort, tmp_
 
 def test_a_failing_job_gives_the_commands_one_line_message(synthetic_cohort, tmp_path):
     result = run(["features", "--kind", "handcrafted", "--manifest", str(synthetic_cohort), "--image", "CT",
-                  "--mask", "nowhere", "--out", str(tmp_path / "f.csv")], env=_env(), timeout=120)
+                  "--mask", "nowhere", "--out", str(tmp_path / "f.csv")], env=child_env(), timeout=120)
     assert result.state == FAILED and result.code == 2
     assert result.message.startswith("error: ") and "no column mask_nowhere" in result.message
     assert "Traceback" not in result.message and "\n" not in result.message
@@ -105,7 +97,7 @@ def test_a_failing_job_gives_the_commands_one_line_message(synthetic_cohort, tmp
 
 def test_commands_without_outputs_speak_json_too(synthetic_cohort):
     events = []
-    result = run(["validate", "--manifest", str(synthetic_cohort), "--quick"], on_event=events.append, env=_env(),
+    result = run(["validate", "--manifest", str(synthetic_cohort), "--quick"], on_event=events.append, env=child_env(),
                  timeout=120)
     assert result.state == FINISHED, result.message
     assert events[-1]["event"] == "result"
