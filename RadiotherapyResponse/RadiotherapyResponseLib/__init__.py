@@ -1,0 +1,1 @@
+"""Slicer-side code the RadiotherapyResponse modules share (widgets, background jobs); computation is in rtresponse."""
