@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -205,16 +207,18 @@ def test_cohort_extraction_one_row_per_patient_isolating_a_failure(synthetic_coh
     result = deep2d.extract_cohort(cohort, "CT", "GTVp", model="resnet18", weights=None, device="cpu", batch_size=4,
                                    progress=lambda done, total: seen.append((done, total)))
     assert list(result.index) == cohort.patient_ids
-    assert result.shape[1] == 1001 and seen[-1] == (len(cohort), len(cohort))
+    assert result.shape[1] == 1002 and seen[-1] == (len(cohort), len(cohort))
+    assert list(result.columns[-2:]) == ["weights", "status"] and (result["weights"] == "random (seed 0)").all()
+    assert result.attrs["provenance"]["weights"] == {"weights": "random", "seed": 0}
     assert result.loc[broken, "status"].startswith("patient " + broken) and "missing.nrrd" in result.loc[broken, "status"]
-    ok = result[result["status"] == "ok"].drop(columns="status")
-    assert len(ok) == len(cohort) - 1 and result.loc[broken].drop("status").isna().all()
+    ok = result[result["status"] == "ok"].drop(columns=["status", "weights"])
+    assert len(ok) == len(cohort) - 1 and result.loc[broken].drop(["status", "weights"]).isna().all()
     np.testing.assert_allclose(ok.mean(), 0, atol=1e-6)
     stats = result.attrs["zscore"]
     raw = deep2d.extract_cohort(cohort, "CT", "GTVp", model="resnet18", weights=None, device="cpu",
                                 standardize=False)
-    rescored, _ = deep2d.zscore(raw[raw["status"] == "ok"], stats)
-    np.testing.assert_allclose(rescored.drop(columns="status"), ok, atol=5e-4)  # other batch sizes: float noise
+    rescored, _ = deep2d.zscore(raw[raw["status"] == "ok"], stats)  # the weights column is not z-scored
+    np.testing.assert_allclose(rescored.drop(columns=["status", "weights"]), ok, atol=5e-4)  # other batch sizes: noise
 
 
 def test_cli_writes_features_and_zscore_statistics(synthetic_cohort, tmp_path, capsys):
@@ -290,8 +294,13 @@ def test_segments_on_mrml_nodes(scene):
     segmentation = mrml.new_segmentation_node("GTV", volume, scene=scene)
     segment = mrml.mask_to_segment(gtv, segmentation, "GTVp")
     table = deep2d.extract_segments(volume, segmentation, [segment], model="resnet18", weights=None, device="cpu")
-    assert table.shape == (1, 1001) and table["status"].tolist() == ["ok"]
-    np.testing.assert_allclose(table.drop(columns="status").to_numpy()[0],
+    assert table.shape == (1, 1002) and table["status"].tolist() == ["ok"]
+    assert table["weights"].tolist() == ["random (seed 0)"]  # the table says its weights were random
+    node = mrml.dataframe_to_table_node(table, "deep features", scene)
+    recorded = json.loads(node.GetAttribute("rtresponse.provenance"))
+    assert recorded["weights"] == {"weights": "random", "seed": 0} and recorded["network"]["name"] == "resnet18"
+    assert mrml.table_node_to_dataframe(node).attrs["provenance"]["weights"]["weights"] == "random"
+    np.testing.assert_allclose(table.drop(columns=["status", "weights"]).to_numpy()[0],
                                deep2d.extract(image, gtv, model="resnet18", weights=None, device="cpu"), rtol=1e-4,
                                atol=1e-5)
     node = deep2d.gradcam_volume_node(volume, segmentation, segment, model="resnet18", weights=None, device="cpu")

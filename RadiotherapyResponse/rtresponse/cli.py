@@ -40,8 +40,9 @@ def _validate(args) -> int:
 
 
 def _sample_data(args) -> int:
-    from . import sampledata
+    from . import provenance, sampledata
 
+    provenance.note(args, "unused", ["sdist", "cache"] if args.kind == "synthetic" else ["patients", "seed", "signal"])
     options = {}
     if args.kind == "synthetic":
         options = {"n_patients": args.patients, "seed": args.seed, "signal": args.signal}
@@ -74,7 +75,9 @@ def _demo(args) -> int:
 
 
 def _features(args) -> int:
+    from . import provenance
     from .atomic import atomic_path
+    from .cli_deep import DEEP_OPTIONS
 
     progress = _Progress("extracting features")
     extra = []
@@ -87,21 +90,34 @@ def _features(args) -> int:
             from .cohort import load_manifest
             from .features.handcrafted import extract_cohort
 
+            provenance.note(args, "unused", list(DEEP_OPTIONS) + ([] if args.perturbations else ["seed"])
+                            + (["preset"] if args.params else []))
             table = extract_cohort(load_manifest(args.manifest), image=args.image, mask=args.mask,
                                    settings=args.params or args.preset, n_jobs=args.jobs,
                                    perturbations=args.perturbations, random_state=args.seed, progress=progress)
     finally:
         progress.close()
+    note_library_record(args, table)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)
     failed = table[table["status"] != "ok"]
-    features = len([c for c in table.columns if c != "status"])
+    features = len([c for c in table.columns if c not in ("status", "weights")])
     print(f"wrote {args.out}: {len(table)} row(s) x {features} feature(s); {len(failed)} failed")
     for path in extra:
         print(f"wrote {path}")
     for index, status in failed["status"].items():
         print(f"  {index}: {status}", file=sys.stderr)
     return 0
+
+
+def note_library_record(args, frame) -> None:
+    """Add what the library recorded in ``frame.attrs["provenance"]`` to this run's provenance (its settings,
+    environment and date are the command's own)."""
+    from . import provenance
+
+    for key, value in (frame.attrs.get("provenance") or {}).items():
+        if key not in ("command", "settings", "environment", "created"):
+            provenance.note(args, key, value)
 
 
 def _named_tables(paths) -> dict:
@@ -162,12 +178,20 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from . import provenance
     from .atomic import atomic_path
     from .models.persistence import load_model, predict
     from .models.study import feature_table, patient_features
     from .models.tables import join_sets
 
     bundle = load_model(args.model)
+    provenance.note(args, "model", {"file": args.model, "sha256": provenance.sha256_file(args.model),
+                                    "description": bundle["description"], "outcome": bundle["outcome"],
+                                    "positive_class": bundle["positive"], "cutoff": bundle["cutoff"],
+                                    "features": bundle["features"], "card": bundle.get("card")})
+    provenance.note(args, "probability", f"probability that outcome {bundle['outcome']} = {bundle['positive']} "
+                                         f"(predicted_positive: probability >= {bundle['cutoff']:.6g})")
+    provenance.note(args, "features", {str(path): provenance.sha256_file(path) for path in args.features})
     # the files are joined as `evaluate` combines them (shared column names prefixed "<file stem>:")
     features = join_sets({name: feature_table(path, name) for name, path in _named_tables(args.features).items()})
     clinical = None
@@ -180,8 +204,8 @@ def _predict(args) -> int:
     table = predict(bundle, features)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)
-    print(f"wrote {args.out}: {len(table)} patient(s); model: {bundle['description']}, outcome {bundle['outcome']} "
-          f"(positive = {bundle['positive']}), cut-off {bundle['cutoff']:.3f}")
+    print(f"wrote {args.out}: {len(table)} patient(s); model: {bundle['description']}; probability of "
+          f"{bundle['outcome']} = {bundle['positive']}, cut-off {bundle['cutoff']:.3f}")
     return 0
 
 
@@ -404,12 +428,15 @@ _NOT_SETTINGS = ("func", "outputs", "provenance", "overwrite", "lists_its_proble
 
 
 def _provenance(args, command: list, finals: dict) -> dict:
-    """The record every output of this run carries: the command line, every parsed option, what the command noted."""
+    """The record every output of this run carries: the command line, every parsed option it used (those noted as
+    ``provenance.note(args, "unused", [names])`` left out), and what the command noted."""
     from . import provenance
 
+    notes = dict(getattr(args, "provenance", None) or {})
+    unused = set(notes.pop("unused", ()))  # options this run did not use (deep2d's in a handcrafted run, ...)
     settings = {name: (finals.get(name, value)) for name, value in vars(args).items()
-                if name not in _NOT_SETTINGS and not callable(value)}
-    return provenance.record(["rtresponse", *command], settings, **getattr(args, "provenance", {}))
+                if name not in _NOT_SETTINGS and name not in unused and not callable(value)}
+    return provenance.record(["rtresponse", *command], settings, **notes)
 
 
 CREATED_FOLDERS = ("weights_folder", "cache")  # path options that may name a folder not made yet

@@ -12,6 +12,12 @@ from .inputs import read_table
 from .outputs import FILE, Output, writes
 
 WEIGHT_CHOICES = "imagenet, random, or a weights file"
+# the options of `features` only deep2d uses (left out of a handcrafted run's provenance)
+DEEP_OPTIONS = ("model", "weights", "device", "batch_size", "amp", "top_k", "context", "size_mm", "level", "width",
+                "zscore_from", "weights_folder")
+# handcrafted-only options of `features` (left out of a deep2d run's provenance)
+HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations", "jobs")
+IMPLAUSIBLE_RATE = 0.1  # a regression-rate threshold above 10 %/day (0.1 per day) is most likely a percentage
 
 
 def _weights(value: str):
@@ -46,41 +52,77 @@ def zscore_path(out: Path) -> Path:
 
 
 def deep_features(args, progress) -> "tuple":
-    """Run ``features --kind deep2d``; returns (table, extra files written)."""
+    """Run ``features --kind deep2d``; returns (table, extra files written).
 
+    The table and the z-score statistics carry a ``weights`` column ("random (seed 0)" or the weights file and
+    the start of its SHA-256); the run's provenance gets the network, the weights record, the preprocessing,
+    the device and the statistics file used.
+    """
+    from . import provenance
     from .atomic import atomic_path
     from .cohort import load_manifest
-    from .features.deep2d import extract_cohort
+    from .features.deep2d import WEIGHTS, extract_cohort
 
     if len(args.image) != 1:
         raise RTResponseError("deep2d takes one --image (the CT)")
-    statistics = None
+    provenance.note(args, "unused", list(HANDCRAFTED_OPTIONS) + ([] if args.weights == "random" else ["seed"]))
+    statistics, made_with = None, None
     if args.zscore_from:
         statistics = read_table(args.zscore_from, "the z-score statistics")
         statistics = statistics.set_index(statistics.columns[0])
+        if WEIGHTS in statistics.columns:
+            made_with = sorted(set(statistics[WEIGHTS].dropna().astype(str)))
+            statistics = statistics.drop(columns=WEIGHTS)
+        provenance.note(args, "zscore_from", {"file": args.zscore_from,
+                                              "sha256": provenance.sha256_file(args.zscore_from),
+                                              "weights": made_with})
     table = extract_cohort(load_manifest(args.manifest), image=args.image[0], mask=args.mask, model=args.model,
                            weights=_weights(args.weights), device=args.device, batch_size=args.batch_size,
                            amp=args.amp, size_mm=args.size_mm, level=args.level, width=args.width,
                            context=args.context, top_k=args.top_k, seed=args.seed,
                            weights_folder=args.weights_folder, statistics=statistics, progress=progress)
+    label = str(table[WEIGHTS].iloc[0])
+    if made_with and made_with != [label]:
+        print(f"rtresponse: warning: the z-score statistics {args.zscore_from} were made with weights "
+              f"{', '.join(made_with)}; these features with {label}", file=sys.stderr)
+    if label.startswith("random"):
+        print(f"rtresponse: warning: {label} weights: features for testing only, not for analysis",
+              file=sys.stderr)
     stats_file = zscore_path(args.out)
     with atomic_path(stats_file) as tmp:
-        table.attrs["zscore"].to_csv(tmp)
+        table.attrs["zscore"].assign(**{WEIGHTS: label}).to_csv(tmp)
     return table, [stats_file]
+
+
+def rate_text(rate: float) -> str:
+    """A regression rate in the unit ``--threshold`` takes, and in %/day: ``0.01691 per day (1.691 %/day)``."""
+    return f"{rate:.4g} per day ({rate * 100:.4g} %/day)"
+
+
+def check_rate(value: float | None, option: str = "--threshold") -> None:
+    """One warning line on stderr when a rate threshold is implausible as a fraction per day (a percentage?)."""
+    if value is not None and abs(value) > IMPLAUSIBLE_RATE:
+        print(f"rtresponse: warning: {option} {value:g} is a fraction of the initial volume per day, "
+              f"{value * 100:g} %/day: implausible for tumour regression; did you mean {value / 100:g} "
+              f"({value:g}/100)?", file=sys.stderr)
 
 
 def _labels(args) -> int:
     from .atomic import atomic_path
+    from .cli import note_library_record
     from .cohort import load_manifest
     from .labels import label_cohort
 
+    check_rate(args.threshold)
     table = label_cohort(load_manifest(args.manifest), initial=args.initial, boost=args.boost, days=args.days,
                          threshold=args.threshold, min_volume_cc=args.min_volume_cc, image=args.image)
+    note_library_record(args, table)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)
     ok = table["status"] == "ok"
+    source = "given" if args.threshold is not None else "the median rate"
     print(f"wrote {args.out}: {int(ok.sum())} labelled patient(s) ({int(table['regression'].sum())} regressing), "
-          f"{int((~ok).sum())} excluded; threshold {table.attrs['threshold'] * 100:.3f} %/day")
+          f"{int((~ok).sum())} excluded; threshold {rate_text(table.attrs['threshold'])}, {source}")
     for pid, status in table.loc[~ok, "status"].items():
         print(f"  {pid}: {status}", file=sys.stderr)
     return 0
@@ -123,14 +165,17 @@ def _download(spec, folder):
 def add_commands(commands) -> None:
     labels = commands.add_parser(
         "labels", help="tumour-regression labels from planning and boost GTVs (Tanaka et al.)",
-        description="Regression rate = (initial GTV - boost GTV) / initial GTV / treatment days; patients above "
-                    "the median rate (or --threshold) regress. GTVs under --min-volume-cc are excluded.")
+        description="Regression rate = (initial GTV - boost GTV) / initial GTV / treatment days, a fraction per "
+                    "day (the CSV's rate column; x 100 for %/day); patients above the median rate (or --threshold, "
+                    "also a fraction per day) regress. GTVs under --min-volume-cc are excluded.")
     labels.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     labels.add_argument("--initial", default="GTVp", help="mask name of the planning GTV (default GTVp)")
     labels.add_argument("--boost", default="GTVp_boost", help="mask name of the boost GTV (default GTVp_boost)")
     labels.add_argument("--days", default="treatment_days", help="clinical column of treatment days before the boost")
     labels.add_argument("--image", default="CT", help="image of the planning GTV (default CT)")
-    labels.add_argument("--threshold", type=options.RATE, help="rate threshold as a fraction per day (default: the median)")
+    labels.add_argument("--threshold", type=options.RATE,
+                        help="rate threshold as a fraction of the initial GTV per day, e.g. 0.01691 for 1.691 %%/day "
+                             "(default: the median rate; printed in both units)")
     labels.add_argument("--min-volume-cc", type=options.NON_NEGATIVE, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
     labels.add_argument("--out", required=True, type=Path, help="output CSV")
     labels.set_defaults(func=_labels)

@@ -3,6 +3,9 @@
 Tanaka et al.: ΔGTV/treatment day = (initial GTV − boost GTV) / initial GTV / number of
 treatment days before the boost CT; patients above the cohort median regress (label 1),
 the others do not; GTVs under 5 cm³ are excluded.
+
+Rates and thresholds are fractions of the initial volume per day everywhere (the ``rate`` column, the
+``threshold`` argument, ``attrs["threshold"]``): 0.0202 per day is the paper's 2.02 %/day.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cohort import Cohort
 
 STATUS = "status"
+RATE_UNIT = "fraction of the initial GTV volume per day (x 100 = %/day)"
+UNITS = {"initial_cc": "cm3", "boost_cc": "cm3", "treatment_days": "days", "rate": RATE_UNIT,
+         "regression": "1 = rate > threshold, 0 = not, empty = excluded"}
 
 
 def regression_rate(initial_volume_cc, boost_volume_cc, treatment_days):
@@ -53,9 +59,12 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
     patients; empty for excluded ones) and ``status`` (``ok``, or why the patient is excluded:
     initial GTV under ``min_volume_cc``, or an unreadable mask). The boost mask is read on
     ``boost_image`` (default ``<image>_boost`` when the manifest has it, else ``image``). The threshold used is in
-    ``result.attrs["threshold"]``.
+    ``result.attrs["threshold"]`` (a fraction per day, as ``threshold`` and ``rate``), and how the labels were made
+    (threshold, its source and unit, volumes, masks, column units) in ``result.attrs["provenance"]``.
     """
     import pandas as pd
+
+    from . import provenance
 
     for name in (initial, boost):
         if name not in cohort.mask_names:
@@ -84,7 +93,9 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
         rows.append(row)
     table = pd.DataFrame(rows).set_index("patient_id")
     included = table[STATUS] == "ok"
+    source = "given"
     if threshold is None:
+        source = f"median rate of the {int(included.sum())} included patients"
         if not included.any():
             raise InputError("no patient has both volumes and treatment days: nothing to take the median of",
                              path=str(cohort.path))
@@ -92,4 +103,12 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
     table["regression"] = pd.Series((table["rate"] > threshold).astype(int), dtype="Int64").where(included)
     table = table[["initial_cc", "boost_cc", "treatment_days", "rate", "regression", STATUS]]
     table.attrs["threshold"] = threshold
+    table.attrs["provenance"] = provenance.record(
+        settings={"initial": initial, "boost": boost, "days": days, "threshold": threshold,
+                  "min_volume_cc": min_volume_cc, "image": image, "boost_image": boost_image},
+        threshold={"value": float(threshold), "unit": RATE_UNIT, "percent_per_day": float(threshold) * 100,
+                   "source": source},
+        min_volume_cc=min_volume_cc, masks={"initial": f"mask_{initial} on image_{image}",
+                                            "boost": f"mask_{boost} on image_{boost_image}"},
+        treatment_days=f"clin_{days}", units=UNITS)
     return table

@@ -80,11 +80,13 @@ FRACTION = number(0, 1, low_open=True, high_open=True)
 
 
 def _rate(text: str) -> float:
-    """A regression-rate threshold as a fraction per day: ``labels`` prints it in %/day, so 1.691 is a likely mix-up."""
+    """A regression-rate threshold as a fraction per day (``labels`` prints both 0.01691 per day and 1.691 %/day,
+    so 1.691 is a likely mix-up)."""
     value = number()(text)
     if abs(value) >= 1:
         raise argparse.ArgumentTypeError(f"is a fraction per day (1.691 %/day is 0.01691), got {value:g}: "
-                                         "more than 100 % per day is not a regression rate")
+                                         f"more than 100 % per day is not a regression rate; did you mean "
+                                         f"{value / 100:g}?")
     return value
 
 

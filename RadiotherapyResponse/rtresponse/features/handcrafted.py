@@ -6,6 +6,12 @@ cohort reads them, and isolates per-patient failures in cohort runs.
 
 Presets are PyRadiomics YAML parameter files in ``Resources/Presets`` (``ct-tanaka``,
 ``mr-jeong``, ``pyradiomics-default``).
+
+Tables carry how they were made in ``frame.attrs["provenance"]`` (:func:`rtresponse.provenance.record`):
+the PyRadiomics settings actually used (PyRadiomics' defaults filled in) and where they came from (preset
+or parameter file with its SHA-256), and what PyRadiomics' ``diagnostics_*`` entries say (its versions,
+and per patient the SHA-1 of the image and mask arrays and the mask's voxel count), which the feature
+columns leave out.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Settings = Union[str, os.PathLike, Mapping]
 PARAMETER_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
 STATUS = "status"  # cohort tables: "ok" or why the patient failed
+DIAGNOSTICS = "__diagnostics__"  # per-row PyRadiomics diagnostics, moved into the provenance record
 
 
 def presets_folder() -> Path:
@@ -84,6 +91,51 @@ def _extractor(params: dict):
         return featureextractor.RadiomicsFeatureExtractor(params)
     except Exception as error:  # pykwalify schema errors and the like
         raise InputError(f"PyRadiomics rejected the settings ({str(error).splitlines()[0][:300]})") from None
+
+
+def settings_record(settings: Settings = "pyradiomics-default") -> dict:
+    """The PyRadiomics settings actually used, for a provenance record.
+
+    ``parameters``: setting (with PyRadiomics' defaults filled in and ``label`` 1, as the masks reach it),
+    imageType and featureClass as the extractor enables them; ``preset`` (a preset's name), ``file`` and its
+    ``sha256`` (a preset's or parameter file's), or ``source: "dict"``; the PyRadiomics version.
+    """
+    from .. import provenance
+
+    params = load_settings(settings)
+    extractor = _extractor(params)
+    found: dict = {}
+    if isinstance(settings, Mapping):
+        found["source"] = "dict"
+    else:
+        text = str(settings)
+        path = presets_folder() / f"{text}.yaml" if text in list_presets() else Path(text)
+        if text in list_presets():
+            found["preset"] = text
+        found.update(file=str(path), sha256=provenance.sha256_file(path))
+    found["parameters"] = {"setting": dict(extractor.settings), "imageType": dict(extractor.enabledImagetypes),
+                           "featureClass": dict(extractor.enabledFeatures)}
+    if params.get("voxelSetting"):
+        found["parameters"]["voxelSetting"] = params["voxelSetting"]
+    try:
+        import radiomics
+
+        found["version"] = str(radiomics.__version__)
+    except (ImportError, AttributeError):  # pragma: no cover - PyRadiomics is a requirement
+        pass
+    return found
+
+
+def _short_diagnostics(values: Mapping) -> dict:
+    """What a provenance record keeps of PyRadiomics' ``diagnostics_*`` entries of one extraction."""
+    keep = {"diagnostics_Image-original_Hash": "image_sha1", "diagnostics_Mask-original_Hash": "mask_sha1",
+            "diagnostics_Mask-original_VoxelNum": "mask_voxels", "diagnostics_Image-original_Spacing": "spacing"}
+    found = {short: values[name] for name, short in keep.items() if name in values}
+    versions = {name[len("diagnostics_Versions_"):]: value for name, value in values.items()
+                if name.startswith("diagnostics_Versions_")}
+    if versions:
+        found["versions"] = versions
+    return found
 
 
 def extract(image: "sitk.Image", mask: "sitk.Image", settings: Settings = "pyradiomics-default",
@@ -146,11 +198,17 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
     A segment that fails (empty, say) gets its reason in ``status`` and the others complete.
     ``should_cancel`` is polled between segments; returning True raises :class:`Cancelled`.
     """
+    from .. import provenance
     from .segments import measure_segments
 
-    return measure_segments(volume_node, segmentation_node, segment_ids,
-                            lambda image, mask: extract(image, mask, settings).to_dict(),
-                            Cancelled("feature extraction cancelled"), progress, should_cancel)
+    frame = measure_segments(volume_node, segmentation_node, segment_ids,
+                             lambda image, mask: extract(image, mask, settings).to_dict(),
+                             Cancelled("feature extraction cancelled"), progress, should_cancel)
+    frame.attrs["provenance"] = provenance.record(
+        settings={"volume": volume_node.GetName(), "segmentation": segmentation_node.GetName(),
+                  "segments": list(segment_ids), "settings": "dict" if isinstance(settings, Mapping) else settings},
+        kind="handcrafted", pyradiomics=settings_record(settings))
+    return frame
 
 
 # --------------------------------------------------------------------------- cohorts
@@ -172,12 +230,15 @@ def _patient_rows(cohort: "Cohort", patient_id: str, images: Sequence[str], mask
                 from .perturbation import perturbed_masks
 
                 variants += perturbed_masks(mask, loaded[images[0]], n=perturbations, random_state=random_state)
-            for label, variant in variants:
+            for number, (label, variant) in enumerate(variants):
                 row = {"patient_id": patient_id, "perturbation": label}
                 for name, image in loaded.items():
-                    features = extract(image, _on_grid(variant, image, patient_id, name), params)
+                    values = extract(image, _on_grid(variant, image, patient_id, name), params, diagnostics=True)
                     prefix = f"{name}_" if len(images) > 1 else ""
-                    row.update({prefix + key: value for key, value in features.items()})
+                    row.update({prefix + key: float(value) for key, value in values.items()
+                                if not key.startswith("diagnostics_")})
+                    if number == 0:  # the delineation itself, not its perturbations
+                        row.setdefault(DIAGNOSTICS, {})[name] = _short_diagnostics(values)
                 row[STATUS] = "ok"
                 rows.append(row)
     except InputError as error:
@@ -234,8 +295,12 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
       ``perturbations > 0`` give a long table indexed by (``patient_id``, ``perturbation``).
     - ``n_jobs``: patients in parallel (joblib processes; threads inside 3D Slicer).
     - A failing patient keeps its row, with the reason in ``status``; the others complete.
+
+    ``result.attrs["provenance"]``: how the table was made (see the module's docstring).
     """
     import pandas as pd
+
+    from .. import provenance
 
     images = [image] if isinstance(image, str) else list(image)
     masks = [mask] if isinstance(mask, str) else list(mask)
@@ -271,9 +336,37 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
         if should_cancel is not None and should_cancel():
             raise Cancelled("feature extraction cancelled")
     rows = [row for pid in cohort.patient_ids for row in by_patient[pid]]  # manifest order
+    diagnostics = _collect_diagnostics(rows, masks)
     frame = pd.DataFrame(rows)
     features = [c for c in frame.columns if c not in ("patient_id", "perturbation", STATUS)]
     frame = frame[["patient_id", "perturbation"] + features + [STATUS]]
     if len(masks) == 1 and not perturbations:
-        return frame.drop(columns="perturbation").set_index("patient_id")
-    return frame.set_index(["patient_id", "perturbation"])
+        frame = frame.drop(columns="perturbation").set_index("patient_id")
+    else:
+        frame = frame.set_index(["patient_id", "perturbation"])
+    frame.attrs["provenance"] = provenance.record(
+        settings={"image": images, "mask": masks, "settings": "dict" if isinstance(settings, Mapping) else settings,
+                  "perturbations": perturbations, "random_state": random_state, "n_jobs": n_jobs},
+        kind="handcrafted", pyradiomics=settings_record(settings),
+        perturbation={"count": perturbations, "seed": random_state} if perturbations else {"count": 0},
+        diagnostics=diagnostics)
+    return frame
+
+
+def _collect_diagnostics(rows: list[dict], masks: Sequence[str]) -> dict:
+    """Takes the rows' diagnostics out: {"versions": PyRadiomics' (once), "patients": {id: {image: {...}}}}.
+
+    With several masks a patient's entries are keyed ``"<mask>/<image>"``.
+    """
+    versions: dict = {}
+    patients: dict = {}
+    for row in rows:
+        found = row.pop(DIAGNOSTICS, None)
+        if not found:
+            continue
+        for image, values in found.items():
+            versions = versions or values.get("versions", {})
+            values = {key: value for key, value in values.items() if key != "versions"}
+            key = f"{row['perturbation']}/{image}" if len(masks) > 1 else image
+            patients.setdefault(str(row["patient_id"]), {})[key] = values
+    return {"versions": versions, "patients": patients}

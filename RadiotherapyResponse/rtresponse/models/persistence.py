@@ -1,10 +1,13 @@
 """Saving and loading fitted response models without executing code (skops, never pickle).
 
 A model file holds the fitted scikit-learn pipeline and what is needed to apply it to new
-patients: the feature names in order, the outcome and its positive class, and the decision
-cut-off. Loading accepts only the exact types (and the skops loader of each) that the models
-this library makes need, listed in ``data/skops_allowlist.json``; a file that needs anything
-else, is not a zip archive, or looks like a zip bomb is refused with one message naming it.
+patients: the feature names in order, the outcome and its positive class (the outcome value the
+probability is for), and the decision cut-off; and a model card (``bundle["card"]``): that class
+again, the fitted model's parameters as used (after any tuning), the package versions, the date and
+what the caller adds (training-data hash, validation settings). Loading accepts only the exact
+types (and the skops loader of each) that the models this library makes need, listed in
+``data/skops_allowlist.json``; a file that needs anything else, is not a zip archive, or looks like
+a zip bomb is refused with one message naming it.
 """
 
 from __future__ import annotations
@@ -58,17 +61,58 @@ def _refused(pairs, allowed: dict[str, frozenset]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+DEFAULT_POSITIVE = 1  # the positive class when none was named: assemble()'s default for 0/1 outcomes
+
+
+def model_parameters(model) -> dict:
+    """The fitted model's parameters that are plain values (``get_params(deep=True)``), as used after any tuning."""
+    try:
+        params = model.get_params(deep=True)
+    except Exception:  # noqa: BLE001 - not a scikit-learn estimator: nothing to list
+        return {}
+    found = {}
+    for name, value in sorted(params.items()):
+        if hasattr(value, "item") and type(value).__module__ == "numpy":
+            value = value.item()  # numpy scalars (a tuned C, say) as plain numbers
+        if value is None or isinstance(value, (bool, int, float, str)):
+            found[str(name)] = value
+    return found
+
+
+def model_card(model, features, outcome: str, positive, cutoff: float, description: str = "",
+               details: dict | None = None) -> dict:
+    """The card saved in a model file: what the probability is of, the parameters used, versions, date, ``details``."""
+    from .. import provenance
+
+    card = {"outcome": str(outcome), "positive_class": positive, "probability_of": positive,
+            "probability": f"P({outcome} = {positive})", "cutoff": float(cutoff),
+            "decision": f"predicted_positive = probability >= {float(cutoff):.6g}", "description": str(description),
+            "features": [str(f) for f in features], "model_type": type(model).__name__,
+            "model_parameters": model_parameters(model)}
+    card.update(details or {})
+    return provenance.record(**card)
+
+
 def save_model(path: str | os.PathLike, model, features, outcome: str, positive, cutoff: float,
-               description: str = "") -> Path:
-    """Write a fitted model and its metadata to ``path`` (``.skops``), atomically."""
+               description: str = "", details: dict | None = None) -> Path:
+    """Write a fitted model and its metadata to ``path`` (``.skops``), atomically.
+
+    ``positive``: the outcome value the probability is for (None: 1, the default of :func:`.tables.assemble` for
+    0/1 outcomes); ``details``: what the model card also holds (plain values: text, numbers, lists, dicts),
+    such as the training data's hash and the validation settings.
+    """
     import skops.io as sio
 
     path = Path(path)
     if path.suffix != ".skops":
         raise InputError("model files end in .skops", path=str(path))
+    if positive is None:
+        positive = DEFAULT_POSITIVE
+    positive = positive.item() if hasattr(positive, "item") else positive  # numpy scalars as plain numbers
+    positive = positive if isinstance(positive, (int, float, str)) else str(positive)
     bundle = {"format": FORMAT, "model": model, "features": [str(f) for f in features], "outcome": str(outcome),
-              "positive": positive if isinstance(positive, (int, float, str)) else str(positive),
-              "cutoff": float(cutoff), "description": str(description)}
+              "positive": positive, "cutoff": float(cutoff), "description": str(description),
+              "card": model_card(model, features, outcome, positive, cutoff, description, details)}
     with atomic_path(path) as tmp:
         sio.dump(bundle, tmp)
     return path
@@ -114,6 +158,9 @@ def load_model(path: str | os.PathLike) -> dict:
         raise InputError(f"cannot read the model file ({_first_line(error)})", path=str(path)) from None
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise InputError("not an rtresponse model file", path=str(path))
+    if bundle.get("positive") is None:  # files from before the class was always stored
+        bundle["positive"] = DEFAULT_POSITIVE
+    bundle.setdefault("card", {})
     return bundle
 
 
@@ -123,7 +170,11 @@ def _first_line(error: Exception) -> str:
 
 
 def predict(bundle: dict, features) -> "object":
-    """Probabilities of the positive class for the rows of ``features`` (a DataFrame with the model's columns)."""
+    """Probabilities of the positive class for the rows of ``features`` (a DataFrame with the model's columns).
+
+    Columns: ``probability`` (of ``outcome`` = ``positive_class``), ``predicted_positive`` (probability at or above
+    the model's cut-off), ``outcome`` and ``positive_class`` (the same on every row, so the table says it).
+    """
     import pandas as pd
 
     from ..evaluation.bootstrap import decision_scores
@@ -132,5 +183,8 @@ def predict(bundle: dict, features) -> "object":
     if missing:
         raise InputError(f"the features lack {len(missing)} column(s) the model needs, e.g. {', '.join(missing[:5])}")
     scores = decision_scores(bundle["model"], features[bundle["features"]])
-    return pd.DataFrame({"probability": scores, "predicted_positive": (scores >= bundle["cutoff"]).astype(int)},
+    positive = bundle.get("positive")
+    return pd.DataFrame({"probability": scores, "predicted_positive": (scores >= bundle["cutoff"]).astype(int),
+                         "outcome": str(bundle["outcome"]),
+                         "positive_class": DEFAULT_POSITIVE if positive is None else positive},
                         index=features.index)

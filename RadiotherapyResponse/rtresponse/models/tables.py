@@ -1,9 +1,11 @@
 """Feature tables in, a modelling matrix out: join by patient, encode clinical factors, align the outcome.
 
 Any CSV or DataFrame indexed (or with a column) ``patient_id`` is a feature table. Rows whose
-``status`` is not ``ok`` (a failed extraction) are left out and reported. Categorical clinical
-factors are one-hot encoded with missing values as their own ``unknown`` category; missing
-numbers stay NaN, for the model's imputer (median + missing indicator) to handle explicitly.
+``status`` is not ``ok`` (a failed extraction) are left out and reported; the text columns that say
+how a table was made (``weights`` of deep features: "random (seed 0)" or the weights file) are not
+features. Categorical clinical factors are one-hot encoded with missing values as their own
+``unknown`` category; missing numbers stay NaN, for the model's imputer (median + missing
+indicator) to handle explicitly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Table = Union[str, os.PathLike, "pd.DataFrame"]
 STATUS = "status"
+NOT_FEATURES = ("weights",)  # provenance columns of feature tables (besides status): never features
 
 
 def read_csv(path: str | os.PathLike, what: str = "the table") -> "pd.DataFrame":
@@ -31,7 +34,8 @@ def read_csv(path: str | os.PathLike, what: str = "the table") -> "pd.DataFrame"
 
 
 def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
-    """A numeric DataFrame indexed by ``patient_id``; failed rows (``status`` != ok) dropped."""
+    """A numeric DataFrame indexed by ``patient_id``; failed rows (``status`` != ok) and the columns
+    :data:`NOT_FEATURES` dropped."""
     import pandas as pd
 
     label = name or (str(table) if not isinstance(table, pd.DataFrame) else "feature table")
@@ -49,6 +53,7 @@ def read_feature_table(table: Table, name: str | None = None) -> "pd.DataFrame":
         raise InputError(f"duplicate patient_id {frame.index[frame.index.duplicated()][0]}", path=label)
     if STATUS in frame.columns:
         frame = frame[frame[STATUS].astype(str) == "ok"].drop(columns=STATUS)
+    frame = frame.drop(columns=[c for c in NOT_FEATURES if c in frame.columns])
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if text:
         raise InputError(f"non-numeric feature column(s) {', '.join(map(str, text[:5]))}; clinical factors go "

@@ -33,6 +33,7 @@ _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 # Node attributes used to restore a DataFrame exactly from a table node.
 _INDEX_ATTRIBUTE = "rtresponse.index"
 _DTYPES_ATTRIBUTE = "rtresponse.dtypes"
+PROVENANCE_ATTRIBUTE = "rtresponse.provenance"  # JSON: how the table was made (the frame's attrs["provenance"])
 _MISSING_ATTRIBUTE = "rtresponse.missing"  # rows of each text column that were missing (not empty text)
 
 
@@ -379,7 +380,8 @@ def dataframe_to_table_node(df: "pd.DataFrame", name: str, scene=None):
     """A new table node with ``df``'s columns; the index and dtypes are kept for the way back.
 
     Numbers become double/integer columns (NaN kept), booleans integer 0/1, everything
-    else text, where a missing value is an empty cell.
+    else text, where a missing value is an empty cell. ``df.attrs["provenance"]`` (how a feature table was
+    made) is kept as the node attribute ``rtresponse.provenance`` (JSON).
     """
     import pandas as pd
     import vtk
@@ -410,6 +412,8 @@ def dataframe_to_table_node(df: "pd.DataFrame", name: str, scene=None):
     node.SetAttribute(_INDEX_ATTRIBUTE, json.dumps(index_names))
     node.SetAttribute(_DTYPES_ATTRIBUTE, json.dumps(dtypes))
     node.SetAttribute(_MISSING_ATTRIBUTE, json.dumps(missing))
+    if df.attrs.get("provenance"):
+        node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(df.attrs["provenance"], default=str))
     return node
 
 
@@ -487,6 +491,9 @@ def table_node_to_dataframe(table_node) -> "pd.DataFrame":
         frame = frame.set_index(index_names)
         if len(index_names) == 1 and index_names[0] == "index":
             frame.index.name = None
+    recorded = table_node.GetAttribute(PROVENANCE_ATTRIBUTE)
+    if recorded:
+        frame.attrs["provenance"] = json.loads(recorded)
     return frame
 
 

@@ -1,4 +1,9 @@
-"""1000 deep features per patient: the max-area GTV slice through a frozen network, batched over a cohort."""
+"""1000 deep features per patient: the max-area GTV slice through a frozen network, batched over a cohort.
+
+Cohort and segment tables say which weights made them: a ``weights`` column ("random (seed 0)", or the
+file's name and the start of its SHA-256), and ``frame.attrs["provenance"]`` with the network, the weights
+record (file and SHA-256, or random and the seed), the preprocessing, the device and the z-scoring.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ... import provenance
 from ...errors import Cancelled, InputError, RTResponseError
 from ...imaging import tumour_slices
 from ...settings import autocast, resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
-from .networks import load_network, to_input
+from .networks import load_network, to_input, weights_provenance
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -19,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...cohort import Cohort
 
 STATUS = "status"
+WEIGHTS = "weights"  # which weights made the row: "random (seed N)" or "file <name> sha256 <first 12>"
+NOT_FEATURES = (STATUS, WEIGHTS)
 N_FEATURES = 1000
 
 
@@ -83,7 +91,7 @@ def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -
     """
     import pandas as pd
 
-    columns = [c for c in features.columns if c != STATUS]
+    columns = [c for c in features.columns if c not in NOT_FEATURES]
     values = features[columns].astype(float)
     if statistics is None:
         std = values.std(ddof=1).fillna(0.0)
@@ -91,7 +99,7 @@ def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -
     missing = [c for c in columns if c not in statistics.columns]
     if missing:
         raise InputError(f"z-score statistics lack {len(missing)} feature(s), e.g. {missing[0]}")
-    scored = (values - statistics.loc["mean", columns]) / statistics.loc["std", columns]
+    scored = (values - statistics.loc["mean", columns].astype(float)) / statistics.loc["std", columns].astype(float)
     out = features.copy()
     out[columns] = scored
     return out, statistics[columns]
@@ -119,7 +127,8 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     slices (on the GPU with ``device="auto"`` when there is one). A patient whose images fail
     keeps its row with the reason in ``status``. With ``standardize`` the features are z-scored
     over the cohort's successful patients (or with ``statistics`` from an earlier cohort); the
-    statistics used are in ``result.attrs["zscore"]``.
+    statistics used are in ``result.attrs["zscore"]``. The ``weights`` column and
+    ``result.attrs["provenance"]`` say how the table was made (see the module's docstring).
     """
     import pandas as pd
 
@@ -130,6 +139,7 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     _check_options(size_mm, level, width, context, top_k)
     device = resolve_device(device)
     load_network(spec, weights, seed, weights_folder, device)  # fail fast (missing weights) before any patient
+    weights_record = weights_provenance(spec, weights, seed, weights_folder)
     options = dict(size_mm=size_mm, level=level, width=width, context=context, top_k=top_k)
     ids = cohort.patient_ids
     rows: dict[str, np.ndarray] = {}
@@ -160,6 +170,7 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     table = pd.DataFrame([rows.get(pid, np.full(N_FEATURES, np.nan)) for pid in ids], columns=names,
                          index=pd.Index(ids, name="patient_id"))
     table[STATUS] = [status[pid] for pid in ids]
+    zscoring = "none"
     if standardize:
         ok = table[STATUS] == "ok"
         if not ok.any():  # say why, not only that z-scoring has nothing to work on
@@ -167,7 +178,43 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
             raise InputError(f"no patient's features could be computed; patient {pid}: {table.at[pid, STATUS]}")
         if statistics is None and ok.sum() < 2:
             raise InputError(f"z-scoring needs at least 2 patients with features, got {int(ok.sum())}")
+        zscoring = "given statistics" if statistics is not None else f"this cohort ({int(ok.sum())} patients)"
         _, statistics = zscore(table[ok], statistics)
         table, _ = zscore(table, statistics)
         table.attrs["zscore"] = statistics
+    table = table.copy()  # one block again after z-scoring, before one more column
+    table.insert(table.columns.get_loc(STATUS), WEIGHTS, weights_column(weights_record))
+    table.attrs["provenance"] = provenance.record(
+        settings={"image": image, "mask": mask, "model": spec.name, "weights": weights, "seed": seed,
+                  "device": device, "batch_size": batch_size, "amp": amp, "standardize": standardize},
+        kind="deep2d", network=network_record(spec), weights=weights_record, preprocessing=options,
+        device=device_record(device), amp=amp, batch_size=batch_size, zscore=zscoring)
     return table
+
+
+def weights_column(weights_record: dict) -> str:
+    """The ``weights`` column's text: "random (seed 0)", "imagenet: file <name> sha256 <first 12>", "file ..."."""
+    label = provenance.weights_label(weights_record)
+    return f"imagenet: {label}" if weights_record.get("name") == "imagenet" else label
+
+
+def network_record(spec) -> dict:
+    """The network as a provenance record names it (zoo name, library id, paper name, input)."""
+    found = {"name": spec.name, "library": spec.library, "id": spec.id, "paper_name": spec.paper_name,
+             "input_size": spec.input_size, "mean": list(spec.mean), "std": list(spec.std),
+             "feature_layer": spec.feature_layer}
+    if spec.substitute_for:
+        found["substitute_for"] = spec.substitute_for
+    return found
+
+
+def device_record(device: str) -> str:
+    """The device, with the GPU's name on CUDA."""
+    if str(device).startswith("cuda"):
+        try:
+            import torch
+
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+        except Exception:  # noqa: BLE001 - the name is a courtesy
+            return str(device)
+    return str(device)

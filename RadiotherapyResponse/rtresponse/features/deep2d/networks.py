@@ -67,6 +67,36 @@ def _build_timm(spec: ModelSpec, path: Path | None, imagenet: bool):
                          "pickled code to load are refused", path=str(path)) from None
 
 
+def weights_file(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet",
+                 weights_folder: str | os.PathLike | None = None) -> Path | None:
+    """The file :func:`build` loads for ``weights`` (None for random weights); a missing one is an error."""
+    spec = model_spec(model)
+    if weights is None:
+        return None
+    if isinstance(weights, str) and weights == "imagenet":
+        return require_weights(spec, weights_folder)
+    path = Path(weights)
+    if not path.is_file():
+        raise InputError("weights file not found", path=str(path))
+    return path
+
+
+def weights_provenance(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet", seed: int = 0,
+                       weights_folder: str | os.PathLike | None = None) -> dict:
+    """What a provenance record says of the weights: ``{"weights": "random", "seed": N}`` for random weights,
+    else the file actually loaded and its SHA-256 (``name`` "imagenet" and the published source for ImageNet's)."""
+    from ... import provenance
+
+    spec = model_spec(model)
+    path = weights_file(spec, weights, weights_folder)
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    found = provenance.weights_record(path, seed, "imagenet" if imagenet else None)
+    if imagenet and spec.weights:
+        found["published"] = {key: spec.weights[key] for key in ("url", "hf_hub_id", "file", "tag")
+                              if spec.weights.get(key)}
+    return found
+
+
 def build(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet", seed: int = 0,
           weights_folder: str | os.PathLike | None = None) -> "torch.nn.Module":
     """The network in eval mode with every parameter frozen.
@@ -78,9 +108,7 @@ def build(model: str | ModelSpec, weights: str | os.PathLike | None = "imagenet"
 
     spec = model_spec(model)
     imagenet = isinstance(weights, str) and weights == "imagenet"
-    path = require_weights(spec, weights_folder) if imagenet else None if weights is None else Path(weights)
-    if path is not None and not path.is_file():
-        raise InputError("weights file not found", path=str(path))
+    path = weights_file(spec, weights, weights_folder)
     torch.manual_seed(seed)
     network = _build_timm(spec, path, imagenet) if spec.library == "timm" else _build_torchvision(spec, path)
     network.eval()

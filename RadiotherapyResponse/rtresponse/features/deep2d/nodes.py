@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ...errors import InputError
 from ...settings import resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
-from .extraction import Cancelled, extract, feature_names
+from .extraction import (STATUS, WEIGHTS, Cancelled, device_record, extract, feature_names, network_record,
+                         weights_column)
 from .gradcam import Target, gradcam
-from .networks import load_network
+from .networks import load_network, weights_provenance
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -25,16 +26,28 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
     Z-scoring needs a cohort: apply :func:`~.extraction.zscore` with a cohort's statistics.
     ``options`` are those of :func:`~.extraction.extract`. A failing segment keeps its row.
     """
+    from ... import provenance
     from ..segments import measure_segments
 
     device = resolve_device(device)
     # Weights problems are the same for every segment: fail once, with their message, before any segment.
     load_network(model, weights, options.get("seed", 0), options.get("weights_folder"), device)
+    weights_record = weights_provenance(model, weights, options.get("seed", 0), options.get("weights_folder"))
     columns = feature_names(model)
-    return measure_segments(
+    frame = measure_segments(
         volume_node, segmentation_node, segment_ids,
         lambda image, mask: dict(zip(columns, extract(image, mask, model, weights, device, **options))),
         Cancelled("deep feature extraction cancelled"), progress, should_cancel, columns)
+    frame.insert(frame.columns.get_loc(STATUS), WEIGHTS, weights_column(weights_record))
+    preprocessing = {name: options[name] for name in ("size_mm", "level", "width", "context", "top_k")
+                     if name in options}
+    frame.attrs["provenance"] = provenance.record(
+        settings={"volume": volume_node.GetName(), "segmentation": segmentation_node.GetName(),
+                  "segments": list(segment_ids), "model": model_spec(model).name, "weights": weights,
+                  "device": device, **options},
+        kind="deep2d", network=network_record(model_spec(model)), weights=weights_record,
+        preprocessing=preprocessing or "defaults of extract()", device=device_record(device), zscore="none")
+    return frame
 
 
 def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: str = PAPER_DEFAULT,
