@@ -114,4 +114,5 @@ def test_split_protocol_saves_the_model_chosen_by_cross_validation(planted_study
     paths = write_outputs(evaluation, planted_study / "out", "response", 1)
     card = json.loads(paths["model card"].read_text())
     assert card["probability_of"] == 1 and card["training_patients"] == 39 and len(card["training_data_sha256"]) == 64
-    assert card["settings"]["cv_folds"] == 5 and card["chosen_by"].startswith("mean AUC of stratified")
+    assert card["evaluation_settings"]["cv_folds"] == 5 and card["chosen_by"].startswith("mean AUC of stratified")
+    assert card["model_parameters"] and card["result"]["cv_auc"] == evaluation.best["cv_auc"]

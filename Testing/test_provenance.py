@@ -77,6 +77,14 @@ def test_deep2d_random_weights_say_random_in_the_csv_the_statistics_and_the_side
     assert used["sha256"] == provenance.sha256_file(tmp_path / "deep.zscore.csv") and used["weights"] == [
         "random (seed 7)"]
 
+    # models judged on such features say so, on stderr and in the results' record
+    results = tmp_path / "results"
+    assert main(["evaluate", "--features", str(out), "--manifest", str(synthetic_cohort), "--outcome", "response",
+                 "--selectors", "wilcoxon", "--classifiers", "lda", "--k", "2", "--n-bootstrap", "5", "--no-forward",
+                 "--out", str(results)]) == 0
+    assert "holds features from random (seed 7) weights" in capsys.readouterr().err
+    assert provenance.read(results)["random_weight_features"] == {str(out): ["random (seed 7)"]}
+
 
 def test_deep2d_weights_file_is_named_with_its_sha256(synthetic_cohort, tmp_path, small_torch):
     from rtresponse.cohort import load_manifest

@@ -152,6 +152,7 @@ def _evaluate(args) -> int:
                               f"(outcomes: {', '.join(cohort.outcome_names) or 'none'})")
     outcome = cohort.outcomes()[args.outcome]
     positive = parse_positive(args.positive, outcome)
+    _warn_random_weights(args)
     progress = _Progress("evaluating models")
     try:
         evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
@@ -175,6 +176,24 @@ def _evaluate(args) -> int:
     for label, path in paths.items():
         print(f"wrote {label}: {path}")
     return 0
+
+
+def _warn_random_weights(args) -> None:
+    """Deep features from random weights are for testing: say so before judging models on them, and record it."""
+    import pandas as pd
+
+    from . import provenance
+
+    random_sets = {}
+    for path in args.features or []:
+        column = pd.read_csv(path, usecols=lambda name: name == "weights", dtype=str)
+        marked = sorted({v for v in column.get("weights", pd.Series(dtype=str)).dropna() if v.startswith("random")})
+        if marked:
+            random_sets[str(path)] = marked
+            print(f"rtresponse: warning: {path} holds features from {', '.join(marked)} weights: models on them "
+                  "test the software, not the method", file=sys.stderr)
+    if random_sets:
+        provenance.note(args, "random_weight_features", random_sets)
 
 
 def _predict(args) -> int:

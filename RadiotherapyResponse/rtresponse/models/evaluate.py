@@ -163,7 +163,7 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: s
 
     from ..atomic import atomic_path
     from .grid import heatmap
-    from .persistence import save_model
+    from .persistence import load_model, save_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,30 +205,23 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: s
     best = evaluation.best
     description = f"{best['feature_set']}: {best['selector']} + {best['classifier']}"
     paths["model"] = save_model(out / "model.skops", evaluation.model, evaluation.features, outcome, positive,
-                                evaluation.cutoff, description=description)
+                                evaluation.cutoff, description=description, details=selection_details(evaluation))
+    card = load_model(paths["model"])["card"]  # the card as saved in the model file, also readable as JSON
     with atomic_path(out / "model_card.json") as tmp:
-        tmp.write_text(json.dumps(model_card(evaluation, outcome, positive, description), indent=1) + "\n",
-                       encoding="utf-8")
+        tmp.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     paths["model card"] = out / "model_card.json"
     return paths
 
 
-def model_card(evaluation: Evaluation, outcome: str, positive, description: str) -> dict:
-    """What the saved model is: its inputs, fitted parameters, the data it saw and how it was chosen."""
-    from ..provenance import plain
-
-    estimator = evaluation.model.steps[-1][1] if hasattr(evaluation.model, "steps") else evaluation.model
-    metrics = {key: value for key, value in evaluation.best.items() if key not in ("features",)}
-    return plain({"model": description, "outcome": outcome, "probability_of": positive,
-                   "features": list(evaluation.features), "cutoff": evaluation.cutoff,
-                   "classifier": type(estimator).__name__, "parameters": estimator.get_params(deep=False),
-                   "chosen_by": ("mean AUC of stratified k-fold cross-validation on the training patients"
-                                 if evaluation.split else "0.632+ bootstrap AUC on all patients"),
-                   "fitted_on": ("training patients" if evaluation.split else "all patients"),
-                   "training_patients": (sum(v == "train" for v in evaluation.split.values()) if evaluation.split
-                                         else None),
-                   "training_data_sha256": evaluation.training_hash, "settings": evaluation.settings,
-                   "result": metrics})
+def selection_details(evaluation: Evaluation) -> dict:
+    """What a model card adds for a model chosen by :func:`evaluate`: how it was chosen, on what data, its results."""
+    split = evaluation.split
+    return {"chosen_by": ("mean AUC of stratified k-fold cross-validation on the training patients" if split
+                          else "0.632+ bootstrap AUC on all patients"),
+            "fitted_on": "training patients" if split else "all patients",
+            "training_patients": sum(v == "train" for v in split.values()) if split else None,
+            "training_data_sha256": evaluation.training_hash, "evaluation_settings": evaluation.settings,
+            "result": {key: value for key, value in evaluation.best.items() if key != "features"}}
 
 
 def _safe(name: str) -> str:
