@@ -50,17 +50,55 @@ def _networks(names) -> list[str]:
 
 def _report(record: dict) -> None:
     if record.get("stage") == "training":
+        validation = (f", validation loss {record['validation_loss']:.4f}, AUC {record['validation_auc']:.3f}"
+                      if "validation_loss" in record else "")
         print(f"{record['network']} {record['regimen']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
-              f"accuracy {record['train_accuracy']:.3f}, {record['seconds']:.1f} s", file=sys.stderr)
+              f"accuracy {record['train_accuracy']:.3f}{validation}, {record['seconds']:.1f} s", file=sys.stderr)
+
+
+def _file_record(path: Path) -> dict:
+    """A model file as provenance: its path and SHA-256."""
+    from .provenance import sha256_file
+
+    return {"file": str(path), "sha256": sha256_file(path)}
+
+
+def _number(value: float):
+    """A float for JSON: NaN (no validation patients) as null."""
+    return None if value != value else float(value)
+
+
+def _trained_models(result, outcome: str, folder: Path) -> dict:
+    """Per regimen model: file, the epoch kept and its validation scores, the training data's fingerprint."""
+    from .provenance import sha256_file, table_hash
+
+    split = result.split
+    found = {}
+    for regimen, name in (("CCRT", "ccrt.pt"), ("IC+CCRT", "ic_ccrt.pt")):
+        model = result.models[regimen]
+        rows = split[(split["regimen"] == regimen) & split["split"].isin(["train", "validation"])
+                     & (split["status"] == "ok")]
+        found[regimen] = {"file": name, "sha256": sha256_file(folder / name), "epoch": model.epoch,
+                          "epochs": model.config.epochs, "keep": model.config.keep,
+                          "validation_loss": _number(model.validation_loss),
+                          "validation_auc": _number(model.validation_auc),
+                          "training_patients": int((rows["split"] == "train").sum()),
+                          "validation_patients": int((rows["split"] == "validation").sum()),
+                          "training_data_sha256": table_hash(rows[["regimen", "outcome", "split"]]),
+                          "training_data": f"patient_id, regimen, outcome_{outcome} and split of the training and "
+                                           "validation patients (split.csv)"}
+    return found
 
 
 def _train(args) -> int:
     import pandas as pd
     import torch
 
+    from . import provenance
     from .atomic import write_text
     from .cohort import load_manifest
     from .residual import ClassifierConfig, run_study, save_classifier, split_by_regimen, study_table
+    from .residual.classification import weights_provenance
     from .settings import resolve_device
 
     networks = _networks(args.network)
@@ -78,7 +116,8 @@ def _train(args) -> int:
         config = ClassifierConfig(network=network, weights=weights, input_size=args.input_size,
                                   learning_rate=args.lr, momentum=args.momentum, batch_size=args.batch_size,
                                   epochs=args.epochs, unit=args.unit, flip=args.flip, threshold=args.threshold,
-                                  margin_mm=args.margin, min_pixels=args.min_pixels, amp=args.amp, seed=args.seed)
+                                  margin_mm=args.margin, min_pixels=args.min_pixels, amp=args.amp, seed=args.seed,
+                                  keep=args.keep, validation_fraction=args.validation_fraction)
         result = run_study(cohort, config, args.image, args.mask, args.regimen, args.outcome, seed=args.seed,
                            split=split, counterfactual=counterfactual, device=device,
                            weights_folder=args.weights_folder, progress=_report)
@@ -101,25 +140,40 @@ def _train(args) -> int:
     _write_csv(chosen.situations.reset_index(), args.out / "situations.csv")
     _write_csv(pd.DataFrame(histories), args.out / "history.csv")
     summary = chosen.summary
+    records = {network: weights_provenance(network, weights, args.seed, args.weights_folder) for network in networks}
+    config = chosen.models["CCRT"].config
+    settings = {k: v for k, v in config.to_dict().items() if k != "regimen"}
+    settings["weights"] = settings["weights"] or provenance.RANDOM
     card = {"method": "NPC residual tumour (paper 002): rectangular MR tumour crops per slice, one ImageNet CNN "
                       "per regimen (CCRT, IC+CCRT), patient probability = mean of its slices",
-            "network": best, "networks_trained": networks, "mean_test_patient_auc": mean_auc.to_dict(),
+            "network": best, "weights": records[best], "positive_class": config.positive_class,
+            "models": _trained_models(chosen, args.outcome, args.out),
+            "epoch_kept": "the lowest validation loss (patient-level cross-entropy on held-out training patients; "
+                          "beyond the paper)" if args.keep == "best" else "the last (the paper)",
+            "networks_trained": networks, "mean_test_patient_auc": mean_auc.to_dict(),
             "selected_on": "mean patient-level AUC on the test patients who received each regimen, as the paper "
                            "chose its network (optimistic: the test set chose)" if len(networks) > 1 else None,
             "device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
             "image": args.image, "mask": args.mask, "regimen_column": args.regimen, "outcome_column": args.outcome,
             "patients": {f"{regimen} {part}": int(((chosen.split["regimen"] == regimen) &
                                                    (chosen.split["split"] == part)).sum())
-                         for regimen in ("CCRT", "IC+CCRT") for part in ("train", "test")},
+                         for regimen in ("CCRT", "IC+CCRT") for part in ("train", "validation", "test")},
             "left_out": {**failures, **chosen.failures},
             "recommendation_summary": None if summary is None else summary.as_rows(),
-            "settings": {k: v for k, v in chosen.models["CCRT"].config.to_dict().items() if k != "regimen"}}
+            "settings": settings}
+    if len(networks) > 1:
+        card["weights_per_network"] = records
     write_text(args.out / "model_card.json", json.dumps(card, indent=1, default=str) + "\n")
+    provenance.note(args, "weights", records[best])
+    provenance.note(args, "positive_class", config.positive_class)
     for pid, why in card["left_out"].items():
         print(f"  left out {why}", file=sys.stderr)
-    shown = received.set_index(["network", "model"])[["n", "auc", "auc_low", "auc_high", "accuracy"]]
+    shown = received.set_index(["network", "model"])[["n", "auc", "auc_low", "auc_high", "accuracy", "epoch",
+                                                       "validation_loss"]]
     print(shown.round(3).to_string())
-    print(f"wrote {args.out / 'ccrt.pt'} and {args.out / 'ic_ccrt.pt'} ({best})")
+    kept = ", ".join(f"{regimen} epoch {model.epoch}" for regimen, model in chosen.models.items())
+    print(f"wrote {args.out / 'ccrt.pt'} and {args.out / 'ic_ccrt.pt'} ({best}; {kept} of {args.epochs}: "
+          f"the {'lowest validation loss' if args.keep == 'best' else 'last'})")
     return 0
 
 
@@ -129,9 +183,16 @@ def _predict(args) -> int:
     from .residual import load_classifier, load_segmenter, predict_patient
     from .settings import resolve_device
 
+    from . import provenance
+
     device = resolve_device(args.device)
     ccrt, ic = load_classifier(args.ccrt, device), load_classifier(args.ic_ccrt, device)
     segmenter = load_segmenter(args.segmenter, device) if args.segmenter else None
+    models = {"ccrt": _file_record(args.ccrt), "ic_ccrt": _file_record(args.ic_ccrt)}
+    if args.segmenter:
+        models["segmenter"] = _file_record(args.segmenter)
+    provenance.note(args, "model", models)
+    provenance.note(args, "positive_class", ccrt.config.positive_class)
     rows = []
     if args.image_file:
         from .imageio import read_image, read_mask
@@ -245,8 +306,10 @@ def _segmenter(args) -> int:
     import numpy as np
     import pandas as pd
 
+    from . import provenance
     from .cohort import load_manifest
     from .residual import SegmentationSlices, SegmenterConfig, compare_segmenters, save_segmenter, segmentation_slices
+    from .residual.segmentation import weights_provenance
     from .residual.study import read_tumour
     from .settings import resolve_device
 
@@ -286,6 +349,10 @@ def _segmenter(args) -> int:
     _write_csv(comparison.table.reset_index(), args.out / "segmentation_metrics.csv")
     _write_csv(pd.DataFrame([(pid, part) for part, pids in parts.items() for pid in pids],
                             columns=["patient_id", "split"]), args.out / "segmentation_split.csv")
+    best = comparison.best
+    provenance.note(args, "weights", weights_provenance(best.config, args.weights_folder))
+    provenance.note(args, "kept", {"architecture": best.config.architecture, "epoch": best.epoch,
+                                   "validation_dice": best.validation_dice, "keep": args.keep})
     print(comparison.table.round(3).to_string())
     print(f"wrote {args.out / 'segmenter.pt'} ({comparison.best.config.architecture}, epoch {comparison.best.epoch} "
           f"of {args.epochs}: the {args.keep} on validation)")
@@ -341,6 +408,12 @@ def add_commands(commands) -> None:
     train.add_argument("--weights", default="imagenet", help="imagenet (local files; never a silent fallback), "
                                                              "random, or a FILE")
     train.add_argument("--epochs", type=options.COUNT, default=40, help="(paper 40)")
+    train.add_argument("--keep", choices=("best", "last"), default="best",
+                       help="the epoch kept and reported: the lowest loss on validation patients held out of the "
+                            "training patients (default) or the last (the paper)")
+    train.add_argument("--validation-fraction", type=options.FRACTION,
+                       help="share of each regimen's training patients held out, per outcome, to choose the epoch "
+                            "(default 0.2 with --keep best; none with --keep last, as the paper)")
     train.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
     train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="SGD learning rate (paper 0.001)")
     train.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.9)

@@ -14,6 +14,11 @@ Units, as in the paper: each slice carries its patient's label ("image" unit), a
 probability is the mean of its slice probabilities. ``unit="patient"`` trains on that mean
 directly (the loss sees one probability per patient), our reading of the paper's models "trained
 using each patient as a unit".
+
+The epoch kept (beyond the paper): by default a share of the training patients (``validation_fraction``,
+stratified by outcome, seeded) is held out, scored after every epoch, and the weights of the epoch
+with the lowest validation loss are kept. ``keep="last"`` is the paper's: every training patient
+trains, the last epoch is kept.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 PAPER_NETWORKS = ("efficientnet_b0", "inception_resnet_v2", "resnet50", "xception")
 DEFAULT_NETWORK = "xception"  # the paper's best overall
 UNITS = ("image", "patient")
+KEEP = ("best", "last")
+VALIDATION_FRACTION = 0.2  # training patients held out to choose the epoch when keep="best"
+POSITIVE = 1  # the class the probability is of: residual tumour
 FORMAT = "rtresponse-residual-classifier-1"
 
 
@@ -61,11 +69,23 @@ class ClassifierConfig:
     amp: bool = False
     seed: int = 0
     regimen: str = ""  # the regimen this model predicts for ("CCRT" or "IC+CCRT"), for files and reports
+    outcome: str = "residual"  # the manifest outcome it was trained on (1 = residual tumour: the positive class)
+    keep: str = "best"  # the epoch kept: lowest validation loss ("best", beyond the paper) or the "last" (the paper)
+    validation_fraction: float | None = None  # held-out training patients; None: 0.2 with "best", none with "last"
 
     def __post_init__(self):
         self.network = model_spec(self.network).name
         if self.unit not in UNITS:
             raise InputError(f"unit must be one of {', '.join(UNITS)}, got '{self.unit}'")
+        if self.keep not in KEEP:
+            raise InputError(f"keep must be 'best' or 'last', got '{self.keep}'")
+        if self.validation_fraction is None:
+            self.validation_fraction = VALIDATION_FRACTION if self.keep == "best" else 0.0
+        if not 0 <= self.validation_fraction < 1:
+            raise InputError(f"validation fraction must lie in [0, 1), got {self.validation_fraction}")
+        if self.keep == "best" and self.validation_fraction == 0:
+            raise InputError("keep='best' chooses the epoch on validation patients: give a validation fraction "
+                             "above 0, or keep='last'")
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -90,16 +110,32 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ClassifierConfig":
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if "keep" not in known:  # written before the epoch was chosen: the last, on every training patient
+            known.update(keep="last", validation_fraction=0.0)
+        return cls(**known)
+
+    @property
+    def positive_class(self) -> str:
+        """What the probability is of, for tables and model cards."""
+        return f"residual tumour ({self.outcome} = {POSITIVE})"
 
 
 @dataclass
 class Classifier:
-    """A fine-tuned network with its configuration (crops, threshold, regimen) and training history."""
+    """A fine-tuned network with its configuration (crops, threshold, regimen), training history and the epoch kept.
+
+    ``validation_loss`` / ``validation_auc``: the kept epoch's scores on the held-out training
+    patients ``validation_ids`` (NaN without validation patients).
+    """
 
     network: "torch.nn.Module"
     config: ClassifierConfig
     history: list = field(default_factory=list)
+    epoch: int = 0  # the epoch whose weights these are
+    validation_loss: float = float("nan")
+    validation_auc: float = float("nan")
+    validation_ids: list = field(default_factory=list)
 
 
 def _replace_head(net, spec):
@@ -238,13 +274,45 @@ def _slice_batches(n: int, batch_size: int, rng: np.random.Generator):
     return [order[s:(starts[i + 1] if i + 1 < len(starts) else n)] for i, s in enumerate(starts)]
 
 
+def hold_out(labels: Mapping[str, int], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(training, validation) patient ids: ``fraction`` of each outcome's patients held out, seeded.
+
+    A class of two or more patients gives at least one and keeps at least one; a class of one stays in training.
+    """
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for value in sorted(set(labels.values())):
+        ids = sorted(pid for pid, v in labels.items() if v == value)
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        n = min(len(ids) - 1, max(1, int(round(len(ids) * fraction)))) if fraction > 0 else 0
+        validation += order[:n]
+        train += order[n:]
+    return train, validation
+
+
+def _validation_scores(network, samples: Sequence[SliceSample], labels: Mapping[str, int], config: ClassifierConfig,
+                       device: str) -> dict:
+    """Patient-level scores on held-out patients: cross-entropy and AUC of each patient's mean slice probability."""
+    from sklearn.metrics import roc_auc_score
+
+    probabilities = patient_probabilities(samples, _probabilities(network, samples, config, device))
+    truth = np.array([int(labels[pid]) for pid in probabilities], float)
+    p = np.clip(np.array(list(probabilities.values())), 1e-6, 1 - 1e-6)
+    loss = float(-np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p)))
+    auc = float(roc_auc_score(truth, p)) if len(np.unique(truth)) == 2 else float("nan")
+    return {"validation_loss": loss, "validation_auc": auc}
+
+
 def train_classifier(samples: Sequence[SliceSample], labels: Mapping[str, int], config: ClassifierConfig | None = None,
                      device: str = "cpu", weights_folder=None, progress: Callable[[dict], None] | None = None,
                      should_cancel: Callable[[], bool] | None = None) -> Classifier:
     """Fine-tune ``config.network`` on crops labelled by their patient's outcome (1 = residual tumour).
 
     ``samples`` must have been cut at ``config.size`` (``rectangular_crops(..., **config.crop_options())``).
-    ``progress`` receives each epoch's record (epoch, train_loss, train_accuracy, seconds).
+    ``config.validation_fraction`` of the patients (per outcome, seeded by ``config.seed``) are held out
+    and scored after each epoch; ``config.keep`` says which epoch's weights are returned: "best" (the
+    lowest validation loss, earliest on ties) or "last" (the paper). ``progress`` receives each
+    epoch's record (epoch, train_loss, train_accuracy, validation_loss, validation_auc, seconds).
     """
     import torch
 
@@ -253,6 +321,15 @@ def train_classifier(samples: Sequence[SliceSample], labels: Mapping[str, int], 
         raise InputError("no training slices")
     if samples[0].pixels.shape != (config.size, config.size):
         raise InputError(f"crops are {samples[0].pixels.shape}, the classifier expects {config.size} x {config.size}")
+    _labels(samples, labels, "training")
+    _, validation_ids = hold_out({s.patient_id: int(labels[s.patient_id]) for s in samples},
+                                 config.validation_fraction, config.seed)
+    if config.validation_fraction > 0 and not validation_ids:
+        raise InputError(f"too few patients to hold out validation patients ({len({s.patient_id for s in samples})}, "
+                         "one per outcome): train with more patients, or keep='last' (--keep last)")
+    held = set(validation_ids)
+    validation = [s for s in samples if s.patient_id in held]
+    samples = [s for s in samples if s.patient_id not in held]
     targets = _labels(samples, labels, "training")
     network = make_classifier(config.network, config.weights, config.seed, weights_folder).to(device)
     _check_size(network, config, device)
@@ -262,6 +339,7 @@ def train_classifier(samples: Sequence[SliceSample], labels: Mapping[str, int], 
     loss_function = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(config.seed)
     history = []
+    kept: tuple[int, float, dict] | None = None  # (epoch, validation loss, weights on the CPU) of the best epoch
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         network.train()
@@ -298,27 +376,45 @@ def train_classifier(samples: Sequence[SliceSample], labels: Mapping[str, int], 
             if should_cancel is not None and should_cancel():
                 raise Cancelled("classifier training cancelled")
         record = {"regimen": config.regimen, "network": config.network, "epoch": epoch,
-                  "train_loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1),
-                  "seconds": time.perf_counter() - start}
+                  "train_loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1)}
+        if validation:
+            record.update(_validation_scores(network, validation, labels, config, device))
+        record["seconds"] = time.perf_counter() - start
         history.append(record)
+        loss = record.get("validation_loss", float("nan"))
+        if config.keep == "best" and (kept is None or loss < kept[1]):
+            kept = (epoch, loss, {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()})
         if progress:
             progress(record)
-    return Classifier(network.eval(), config, history)
+    epoch = config.epochs
+    if kept is not None:
+        epoch = kept[0]
+        network.load_state_dict(kept[2])
+    for record in history:
+        record["kept"] = record["epoch"] == epoch
+    scores = history[epoch - 1]
+    return Classifier(network.eval(), config, history, epoch, float(scores.get("validation_loss", float("nan"))),
+                      float(scores.get("validation_auc", float("nan"))), sorted(held))
 
 
 def predict_slices(classifier: Classifier, samples: Sequence[SliceSample], device: str = "cpu",
                    batch_size: int = 64) -> np.ndarray:
     """Residual-tumour probability of each slice."""
-    import torch
-
     if not samples:
         return np.zeros(0, np.float32)
     size = classifier.config.size
     if samples[0].pixels.shape != (size, size):
         raise InputError(f"crops are {samples[0].pixels.shape}, the classifier expects {size} x {size}")
-    network = classifier.network.to(device).eval()
+    return _probabilities(classifier.network.to(device), samples, classifier.config, device, batch_size)
+
+
+def _probabilities(network, samples: Sequence[SliceSample], config: ClassifierConfig, device: str,
+                   batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    network.eval()
     out = []
-    with torch.inference_mode(), autocast(device, classifier.config.amp):
+    with torch.inference_mode(), autocast(device, config.amp):
         for first in range(0, len(samples), batch_size):
             x = _tensor(samples, range(first, min(first + batch_size, len(samples))), device)
             out.append(torch.sigmoid(network(x).float())[:, 0].cpu().numpy())
@@ -336,9 +432,12 @@ def patient_probabilities(samples: Sequence[SliceSample], probabilities: Sequenc
 # --------------------------------------------------------------------------- files
 
 def save_classifier(path: str | os.PathLike, classifier: Classifier) -> Path:
-    """State dict, configuration and history (plain values only), written atomically."""
+    """State dict, configuration, history, the epoch kept and its validation scores (plain values), atomically."""
     return save_state(path, FORMAT, classifier.network, config=classifier.config.to_dict(),
-                      history=list(classifier.history))
+                      history=list(classifier.history), epoch=int(classifier.epoch),
+                      validation_loss=float(classifier.validation_loss),
+                      validation_auc=float(classifier.validation_auc),
+                      validation_ids=[str(pid) for pid in classifier.validation_ids])
 
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu") -> Classifier:
@@ -347,6 +446,22 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu") -> Classifier:
     with file_settings(path):
         config = ClassifierConfig.from_dict(state["config"])
         history = list(state.get("history", []))
+        kept = (int(state.get("epoch", 0)), float(state.get("validation_loss", float("nan"))),
+                float(state.get("validation_auc", float("nan"))), [str(p) for p in state.get("validation_ids", [])])
         network = make_classifier(config.network, None, config.seed)
     load_weights(network, state, path)
-    return Classifier(network.to(device).eval(), config, history)
+    return Classifier(network.to(device).eval(), config, history, *kept)
+
+
+def weights_provenance(network: str, weights, seed: int = 0, weights_folder=None) -> dict:
+    """:func:`rtresponse.provenance.weights_record` of a network's starting weights: the ImageNet or given file
+    with its SHA-256, or "random" with its seed."""
+    from ..features.deep2d.weights import require_weights
+    from ..provenance import weights_record
+
+    if weights is None:
+        return weights_record(None, seed)
+    if str(weights) == "imagenet":
+        spec = model_spec(network)
+        return weights_record(require_weights(spec, weights_folder), name=f"{spec.name} ImageNet")
+    return weights_record(weights)

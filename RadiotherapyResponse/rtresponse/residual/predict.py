@@ -32,10 +32,12 @@ class PatientPrediction:
     reasoning: str
     mask: "sitk.Image"  # the tumour mask used (given, or from the segmenter)
     gradcam: dict = field(default_factory=dict)  # {"CCRT": image, "IC+CCRT": image} on the MR grid
+    positive_class: str = "residual tumour"  # what the probabilities are of
 
     def as_row(self) -> dict:
         return {"patient_id": self.patient_id, "slices": len(self.slices),
                 COLUMN[CCRT]: self.probabilities[CCRT], COLUMN[IC_CCRT]: self.probabilities[IC_CCRT],
+                "positive_class": self.positive_class,
                 "residual_CCRT": int(self.residual[CCRT]), "residual_IC_CCRT": int(self.residual[IC_CCRT]),
                 "recommendation": self.recommendation}
 
@@ -95,7 +97,7 @@ def predict_patient(image: "sitk.Image", mask: "sitk.Image | None", ccrt_model: 
     slices = boxes.set_index("slice_index").join(tables, how="outer").reset_index()
     chosen = recommend(residual[CCRT], residual[IC_CCRT])
     return PatientPrediction(patient_id, slices, probabilities, residual, chosen,
-                             reasoning(residual[CCRT], residual[IC_CCRT]), mask, maps)
+                             reasoning(residual[CCRT], residual[IC_CCRT]), mask, maps, ccrt_model.config.positive_class)
 
 
 def _has_voxels(mask: "sitk.Image") -> bool:

@@ -360,6 +360,21 @@ def segment_image(segmenter: Segmenter, image: "sitk.Image", device: str = "cpu"
     return out
 
 
+def weights_provenance(config: SegmenterConfig, weights_folder=None) -> dict:
+    """:func:`rtresponse.provenance.weights_record` of the starting weights: DeepLabv3's backbone file with its
+    SHA-256, or "random" with the seed (the U-Net always)."""
+    from ..features.deep2d.weights import require_weights
+    from ..provenance import weights_record
+
+    weights = config.backbone_weights if config.architecture == "deeplabv3" else None
+    if weights is None:
+        return weights_record(None, config.seed)
+    if str(weights) == "imagenet":
+        return weights_record(require_weights("resnet50", weights_folder),
+                              name="resnet50 ImageNet (DeepLabv3 backbone)")
+    return weights_record(weights)
+
+
 # --------------------------------------------------------------------------- files
 
 def save_segmenter(path: str | os.PathLike, segmenter: Segmenter) -> Path:

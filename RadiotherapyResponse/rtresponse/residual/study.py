@@ -4,7 +4,9 @@ Each regimen's patients are split 4:1 into training and test, by patient, strati
 and seeded. The CCRT model learns from the CCRT training patients, the IC+CCRT model from the
 IC+CCRT ones. Every test patient goes through both models; each model is scored on the test
 patients who received its regimen (the only ones whose outcome under it is known), and the
-recommendation is judged against the physician's choice and its outcome (Table 3). Synthetic
+recommendation is judged against the physician's choice and its outcome (Table 3). With the
+classifier's default ``keep="best"`` a share of each model's training patients is held out to
+choose its epoch (``split`` then says "validation" for them). Synthetic
 cohorts know both outcomes: ``counterfactual`` names those columns and each model is also scored
 on every test patient. A patient whose files cannot be read, or whose mask is empty, is left out
 and reported; the rest of the study goes on.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..recommendation import Summary
     from .segmentation import Segmenter
 
-PARTS = ("train", "test")
+PARTS = ("train", "validation", "test")
 COLUMN = {CCRT: "p_residual_CCRT", IC_CCRT: "p_residual_IC_CCRT"}
 FLAG = {CCRT: "residual_CCRT", IC_CCRT: "residual_IC_CCRT"}
 
@@ -147,7 +149,7 @@ def load_crops(cohort: "Cohort", patient_ids: Sequence[str], image: str = "T1", 
 
 @dataclass
 class StudyResult:
-    split: "pd.DataFrame"  # patient_id -> regimen, outcome, split
+    split: "pd.DataFrame"  # patient_id -> regimen, outcome, split (train, validation, test), status
     models: dict  # {"CCRT": Classifier, "IC+CCRT": Classifier}
     metrics: "pd.DataFrame"  # network x regimen model x population x unit
     slices: "pd.DataFrame"  # test slices with both models' probabilities
@@ -157,13 +159,17 @@ class StudyResult:
     failures: dict = field(default_factory=dict)  # {patient: why left out}
 
 
-def _metrics_rows(slices: "pd.DataFrame", regimen: str, population: str, label: "pd.Series", threshold: float,
+def _metrics_rows(slices: "pd.DataFrame", regimen: str, population: str, label: "pd.Series", model,
                   network: str) -> "pd.DataFrame":
+    """Test metrics per unit, with the epoch the model kept and its validation scores."""
     frame = slices.assign(probability=slices[COLUMN[regimen]], label=slices["patient_id"].map(label))
-    table = evaluate_units(frame[["patient_id", "probability", "label"]], threshold).reset_index()
+    table = evaluate_units(frame[["patient_id", "probability", "label"]], model.config.threshold).reset_index()
     table.insert(0, "population", population)
     table.insert(0, "model", regimen)
     table.insert(0, "network", network)
+    table["epoch"] = model.epoch
+    table["validation_loss"] = model.validation_loss
+    table["validation_auc"] = model.validation_auc
     return table
 
 
@@ -202,8 +208,10 @@ def run_study(cohort: "Cohort", config: ClassifierConfig | None = None, image: s
         samples = [s for pid in ids for s in crops[pid]]
         labels = usable.loc[ids, "outcome"].to_dict()
         report = (lambda record: progress({"stage": "training", **record})) if progress else None
-        models[name] = train_classifier(samples, labels, replace(config, regimen=name), device, weights_folder,
-                                        report, should_cancel)
+        models[name] = train_classifier(samples, labels, replace(config, regimen=name, outcome=outcome), device,
+                                        weights_folder, report, should_cancel)
+        held = split.index.isin(models[name].validation_ids)
+        split = split.assign(split=split["split"].where(~held, "validation"))
 
     test_ids = list(usable.index[usable["split"] == "test"])
     if not test_ids:
@@ -218,16 +226,16 @@ def run_study(cohort: "Cohort", config: ClassifierConfig | None = None, image: s
         patients[COLUMN[name]] = pd.Series(patient_probabilities(samples, slice_p))
         patients[FLAG[name]] = (patients[COLUMN[name]] >= model.config.threshold).astype(int)
     patients = usable.loc[test_ids, ["regimen", "outcome"]].join(patients)
+    patients["positive_class"] = models[CCRT].config.positive_class  # what p_residual_* is the probability of
 
     rows = []
     for name, model in models.items():
         received = patients.index[patients["regimen"] == name]
         rows.append(_metrics_rows(slices[slices["patient_id"].isin(received)], name, "received",
-                                  patients["outcome"], model.config.threshold, config.network))
+                                  patients["outcome"], model, config.network))
         if counterfactual:
             label = cohort.outcomes().loc[test_ids, counterfactual[name]].astype(int)
-            rows.append(_metrics_rows(slices, name, "all (counterfactual)", label, model.config.threshold,
-                                      config.network))
+            rows.append(_metrics_rows(slices, name, "all (counterfactual)", label, model, config.network))
     metrics = pd.concat(rows, ignore_index=True)
 
     cases = [(r[FLAG[CCRT]], r[FLAG[IC_CCRT]], r["regimen"], r["outcome"]) for _, r in patients.iterrows()]
