@@ -239,6 +239,21 @@ def test_head_files_round_trip_and_bad_files_are_refused(tmp_path):
         train_head(image[:20], np.zeros(20, int), image[20:], y[20:])
 
 
+def test_the_head_keeps_the_epoch_with_the_lowest_validation_loss():
+    """Random labels: the validation loss is lowest early and rises as the head memorises; that epoch is kept."""
+    rng = np.random.default_rng(0)
+    image, y = rng.normal(size=(60, 16)).astype(np.float32), rng.permutation(np.arange(60) % 2)
+    result = train_head(image[:40], y[:40], image[40:], y[40:],
+                        config=HeadConfig(max_epochs=25, patience=25, hidden=32))
+    losses = result.history["validation_loss"].to_numpy()
+    assert result.best_epoch == int(np.argmin(losses)) + 1 < len(losses)
+    assert result.best_validation_loss == pytest.approx(losses.min())
+    with torch.no_grad():
+        logits = result.network(torch.tensor(image[40:]))
+    again = float(torch.nn.functional.cross_entropy(logits, torch.tensor(y[40:], dtype=torch.long)))
+    assert again == pytest.approx(losses.min(), abs=1e-5)  # the weights are the kept epoch's
+
+
 def test_cli_trains_writes_the_outputs_and_predicts(planted, tmp_path):
     from rtresponse.cli import main
 
@@ -263,13 +278,29 @@ def test_cli_trains_writes_the_outputs_and_predicts(planted, tmp_path):
         assert (out / name).is_file(), name
     import json
 
-    card = json.loads((out / "model_card.json").read_text())["models"]["DLR (MR)"]
+    from rtresponse import provenance
+
+    whole = json.loads((out / "model_card.json").read_text())
+    card = whole["models"]["DLR (MR)"]
     assert card["gmacs"] > 0 and card["ms_per_patient"] > 0 and card["paper"]["trainable_parameters_mr"] == 525570
+    # the head actually trained: Optuna's best trial, not the default 256 units (issue 15, item 3)
+    trials = pd.read_csv(out / "trials.csv")
+    tuned = trials.loc[trials["value"].idxmin()]
+    network, info = load_head(out / "dlr_mr.pt")
+    assert card["tuned"] and card["head"]["hidden"] == tuned["params_hidden"] == info["head"]["hidden"] != 256
+    assert card["head"]["learning_rate"] == pytest.approx(tuned["params_learning_rate"])
+    assert card["trainable_parameters"] == trainable_parameters(network) != 525570
+    assert card["best_epoch"] == pd.read_csv(out / "metrics.csv").set_index("model").at["DLR (MR)", "best_epoch"]
+    assert whole["weights"] == {"weights": "random", "seed": 0} == provenance.read(out)["weights"]
+    assert whole["positive_class"] == "response = 0" and len(whole["training_data"]["sha256"]) == 64
     code = main(["i3d", "predict", "--manifest", str(cohort.path), "--model", str(out / "dlr_mr_cf.pt"),
                  "--patients", "P001", "P002", "--device", "cpu", "--out", str(out / "predicted.csv")])
     predicted = pd.read_csv(out / "predicted.csv")
     assert code == 0 and list(predicted["patient_id"]) == ["P001", "P002"]
-    assert predicted["probability"].between(0, 1).all()
+    assert predicted["probability"].between(0, 1).all() and (predicted["positive_class"] == "response = 0").all()
+    noted = provenance.read(out / "predicted.csv")
+    assert noted["model"]["sha256"] == provenance.sha256_file(out / "dlr_mr_cf.pt")
+    assert noted["weights"] == {"weights": "random", "seed": 0} and noted["positive_class"] == "response = 0"
 
 
 def test_clinical_medians_cover_every_number_and_imagenet_uses_the_weights_folder(tmp_path):

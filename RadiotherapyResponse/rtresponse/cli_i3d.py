@@ -18,6 +18,7 @@ def _volume_config(args):
 
 
 def _train(args) -> int:
+    from . import provenance
     from .cli import _Progress
     from .cohort import load_manifest
     from .models.i3d.training import HeadConfig
@@ -35,18 +36,25 @@ def _train(args) -> int:
             bar(done, total)
 
     try:
-        study, _, _ = train_cohort(cohort, args.outcome, args.out, _volume_config(args), args.positive, args.clinical,
-                                   args.no_clinical, args.weights, args.weights_folder, head, args.trials, args.sampler,
-                                   args.factors, args.test_size, args.validation_size, args.augment_copies, args.seed,
-                                   resolve_device(args.device), args.amp, progress)
+        study, _, metadata = train_cohort(cohort, args.outcome, args.out, _volume_config(args), args.positive,
+                                          args.clinical, args.no_clinical, args.weights, args.weights_folder, head,
+                                          args.trials, args.sampler, args.factors, args.test_size,
+                                          args.validation_size, args.augment_copies, args.seed,
+                                          resolve_device(args.device), args.amp, progress)
     finally:
         bar.close()
+    provenance.note(args, "weights", metadata["weights_record"])
+    provenance.note(args, "positive_class", metadata["positive_class"])
     for problem in study.failures.values():
         print(f"  skipped {problem}", file=sys.stderr)
     if args.handcrafted:
         _compare_with_handcrafted(args, study, outcome_labels(cohort, args.outcome, args.positive)[0])
-    print(study.metrics_table()[["model", "auc", "auc_low", "auc_high", "balanced_accuracy", "brier"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(study.metrics_table()[["model", "auc", "auc_low", "auc_high", "balanced_accuracy", "brier", "best_epoch",
+                                 "best_validation_loss"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for name, model in study.models.items():  # the head as trained: after --trials, the tuned one
+        config = model.head.config
+        print(f"{name}: hidden {config.hidden}, lr {config.learning_rate:.3g}, dropout {config.dropout:.2f}, "
+              f"epoch {model.head.best_epoch} kept (lowest validation loss)")
     print(f"results in {args.out}")
     return 0
 
@@ -80,14 +88,20 @@ def _compare_with_handcrafted(args, study, outcome) -> None:
 
 
 def _predict(args) -> int:
+    from . import provenance
     from .atomic import atomic_path
     from .cohort import load_manifest
-    from .models.i3d.outputs import predict_patients
+    from .models.i3d.outputs import positive_class_of, predict_patients
+    from .models.i3d.workflow import weights_provenance
     from .settings import resolve_device
 
     cohort = load_manifest(args.manifest)
     table = predict_patients(args.model, cohort, cohort.known(args.patients), args.weights_folder,
                              resolve_device(args.device))
+    info = table.attrs["model"]
+    provenance.note(args, "model", {"file": str(args.model), "sha256": provenance.sha256_file(args.model)})
+    provenance.note(args, "weights", weights_provenance(info["weights"], info.get("seed", 0), args.weights_folder))
+    provenance.note(args, "positive_class", positive_class_of(info))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)

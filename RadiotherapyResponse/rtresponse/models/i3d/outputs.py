@@ -4,8 +4,10 @@
 model), ``test_scores.csv``, ``history_<model>.csv`` and ``loss_curves.png`` (training and
 validation loss per epoch), ``shapley.csv`` (clinical factors), ``trials.csv`` (Optuna), one
 model file per model (``dlr_mr.pt``, ``dlr_mr_cf.pt``: state dict + JSON metadata, loaded with
-``weights_only=True``) and ``model_card.json`` (parameters, trainable parameters, MACs and
-inference time per patient on the device used, settings).
+``weights_only=True``) and ``model_card.json`` (per model: the head actually trained — after
+tuning, the trial's hidden units, learning rate, dropout — its trainable parameters, the epoch kept
+and its validation loss, MACs and inference time per patient on the device used; the backbone
+weights, the positive class, the training data's fingerprint and the settings).
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def loss_curves(study: I3DStudy, path: Path) -> None:
     plt.close(figure)
 
 
+def head_record(result, study: I3DStudy) -> dict:
+    """The head as trained: its settings (tuned, after an Optuna search), the epoch kept and its validation loss."""
+    return {"head": result.config.to_dict(), "tuned": study.trials is not None, "best_epoch": int(result.best_epoch),
+            "best_validation_loss": float(result.best_validation_loss)}
+
+
 def model_card(backbone, head, config: VolumeConfig, clinical_columns: int, device: str, repeats: int = 3) -> dict:
     """Parameters, trainable parameters, MACs and seconds per patient (backbone + head) on ``device``."""
     import torch
@@ -90,7 +98,7 @@ def write_study(study: I3DStudy, out: str | os.PathLike, metadata: dict, backbon
         scores[name] = model.split.test_scores
         slug = Path(MODEL_FILES.get(name, name)).stem
         _csv(model.head.history, out / f"history_{slug}.csv")
-        info = dict(metadata, model=name, cutoff=model.split.cutoff,
+        info = dict(metadata, model=name, cutoff=model.split.cutoff, **head_record(model.head, study),
                     clinical=None if model.clinical is None else model.clinical.to_dict())
         save_head(out / MODEL_FILES.get(name, f"{slug}.pt"), model.head.network, info)
         if model.shapley is not None:
@@ -103,10 +111,14 @@ def write_study(study: I3DStudy, out: str | os.PathLike, metadata: dict, backbon
     loss_curves(study, out / "loss_curves.png")
     if backbone is not None:
         config = VolumeConfig.from_dict(metadata["volume"])
-        card = {name: model_card(backbone, model.head.network.to(device), config,
-                                 0 if model.clinical is None else len(model.clinical.columns), device)
+        card = {name: dict(head_record(model.head, study), file=MODEL_FILES.get(name, name),
+                           **model_card(backbone, model.head.network.to(device), config,
+                                        0 if model.clinical is None else len(model.clinical.columns), device))
                 for name, model in study.models.items()}
-        write_text(out / "model_card.json", json.dumps({"models": card, "settings": metadata}, indent=2) + "\n")
+        top = {key: metadata[key] for key in ("positive_class", "weights_record", "training_data") if key in metadata}
+        if "weights_record" in top:
+            top["weights"] = top.pop("weights_record")
+        write_text(out / "model_card.json", json.dumps({"models": card, **top, "settings": metadata}, indent=2) + "\n")
     if study.failures:
         _csv(pd.DataFrame(sorted(study.failures.items()), columns=["patient_id", "problem"]), out / "failures.csv")
     return out
@@ -135,10 +147,19 @@ def predict_patients(model_path: str | os.PathLike, cohort, patient_ids=None, we
         encoding = ClinicalEncoding(**info["clinical"])
         clinical = encoding.encode(cohort.clinical().reindex(rows)).to_numpy()
     probability = predict_proba(network, image, clinical, device) if len(rows) else np.zeros(0)
-    table = pd.DataFrame({"patient_id": rows, "probability": probability,
+    table = pd.DataFrame({"patient_id": rows, "probability": probability, "positive_class": positive_class_of(info),
                           "predicted": (probability >= info["cutoff"]).astype(int), "status": "ok"})
     failed = pd.DataFrame({"patient_id": list(features.failures), "status": list(features.failures.values())})
-    return pd.concat([table, failed], ignore_index=True) if len(failed) else table
+    table = pd.concat([table, failed], ignore_index=True) if len(failed) else table
+    table.attrs["model"] = info  # the model file's metadata, for the caller's provenance
+    return table
+
+
+def positive_class_of(info: dict) -> str:
+    """What the model's probability is of ("response = 0"), also for files written before it was recorded."""
+    from .workflow import positive_class
+
+    return info.get("positive_class") or positive_class(info.get("outcome", "outcome"), info.get("positive", 1))
 
 
 def backbone_weights(text: str):
@@ -176,4 +197,5 @@ def predict_images(model_path: str | os.PathLike, images, mask, clinical: dict |
         encoded = encoding.encode(row.infer_objects()).to_numpy()
     probability = float(predict_proba(network, features, encoded, device)[0])
     return {"probability": probability, "predicted": int(probability >= info["cutoff"]), "cutoff": info["cutoff"],
-            "outcome": info.get("outcome"), "positive": info.get("positive"), "model": info.get("model")}
+            "outcome": info.get("outcome"), "positive": info.get("positive"), "positive_class": positive_class_of(info),
+            "model": info.get("model")}

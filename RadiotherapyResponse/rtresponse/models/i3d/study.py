@@ -101,7 +101,9 @@ class I3DStudy:
         import pandas as pd
 
         return pd.DataFrame([{"model": name, **model.split.metrics, "cutoff": model.split.cutoff,
-                              "best_epoch": model.head.best_epoch} for name, model in self.models.items()])
+                              "best_epoch": model.head.best_epoch,
+                              "best_validation_loss": model.head.best_validation_loss}
+                             for name, model in self.models.items()])
 
 
 def split_ids(ids: Sequence[str], y: np.ndarray, test_size: float, validation_size: float, seed: int):

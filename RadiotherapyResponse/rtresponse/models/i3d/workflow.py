@@ -34,6 +34,39 @@ def outcome_labels(cohort, name: str, positive=None):
     return (values == chosen).astype(int), chosen
 
 
+def positive_class(outcome: str, positive) -> str:
+    """What a probability is of: ``"response = 0"``."""
+    return f"{outcome} = {positive}"
+
+
+def weights_provenance(weights: str, seed: int = 0, weights_folder=None) -> dict:
+    """:func:`rtresponse.provenance.weights_record` of the backbone: the ImageNet or given file with its SHA-256,
+    or "random" with its seed."""
+    from ...features.deep2d.weights import require_weights
+    from ...provenance import weights_record
+
+    if weights == "random":
+        return weights_record(None, seed)
+    if weights == "imagenet":
+        return weights_record(require_weights("resnet50", weights_folder), name="resnet50 ImageNet (inflated)")
+    return weights_record(weights)
+
+
+def training_data(study, labels) -> dict:
+    """The fingerprint of what the heads learnt from: training and validation patients, their outcome and part."""
+    import pandas as pd
+
+    from ...provenance import table_hash
+
+    ids = list(study.train_ids) + list(study.validation_ids)
+    table = pd.DataFrame({"outcome": labels[ids].astype(int).to_numpy(),
+                          "split": ["train"] * len(study.train_ids) + ["validation"] * len(study.validation_ids)},
+                         index=pd.Index(ids, name="patient_id"))
+    return {"sha256": table_hash(table), "patients": len(study.train_ids),
+            "validation_patients": len(study.validation_ids),
+            "what": "patient_id, 0/1 outcome and split of the training and validation patients (split.csv)"}
+
+
 def clinical_table(cohort, factors: Sequence[str] | None):
     """The clinical factors to choose from (None/empty: every clin_ column), checked against the manifest."""
     names = [f[len("clin_"):] if f.startswith("clin_") else f for f in (factors or [])] or list(cohort.clinical_names)
@@ -91,8 +124,12 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
     if should_cancel is not None and should_cancel():
         raise Cancelled("cancelled before the model files were written")
     report("writing", 0, 1)
+    # the head actually trained (tuned or given) goes into each model file and the card (write_study)
     metadata = {"volume": config.to_dict(), "weights": weights, "seed": seed, "depth_stride": "same",
-                "outcome": outcome, "positive": str(positive), "head": head.to_dict()}
+                "outcome": outcome, "positive": str(positive), "positive_class": positive_class(outcome, positive),
+                "weights_record": weights_provenance(weights, seed, weights_folder),
+                "training_data": training_data(study, labels),
+                "tuning": {"trials": trials, "sampler": sampler} if trials else None}
     network = i3d_resnet50(backbone, weights_folder, seed).to(device)  # for the model card
     write_study(study, out, metadata, backbone=network, device=device)
     report("writing", 1, 1)
