@@ -139,6 +139,10 @@ def test_a_short_cpu_training_learns_the_planted_relapse(tmp_path):
     check_margin("validation Dice", result.best_validation_dice, 0.5)  # the empty prediction scores 0
     assert result.history and {"train_loss", "validation_dice", "lr"} <= set(result.history[0])
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    dices = [record["validation_dice"] for record in result.history]  # the kept weights: the best epoch, not the last
+    kept = result.history[int(np.argmax(dices))]
+    assert result.best_validation_dice == max(dices) and (result.best_run, result.best_epoch) == (kept["run"],
+                                                                                                 kept["epoch"])
     path = save_model(tmp_path / "model.pt", result.network, TrainingConfig(**QUICK).to_dict())
     loaded, config = load_model(path)
     assert config["channels"] == [8, 8, 16, 32, 64, 8]
@@ -226,6 +230,14 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     split = pd.read_csv(model / "split.csv")
     assert set(split["split"]) == {"train", "validation", "test"}
     assert {"model.pt", "history.csv", "model_card.json"} <= {p.name for p in model.iterdir()}
+    import json
+
+    from rtresponse import provenance
+
+    card = json.loads((model / "model_card.json").read_text())  # He weights seeded by seed + run, never null
+    assert card["weights"] == {"weights": "random", "seed": 0} == provenance.read(model)["weights"]
+    assert card["positive_class"] == "voxel inside mask_relapse" and len(card["training_data"]["sha256"]) == 64
+    assert pd.read_csv(model / "history.csv")["kept"].tolist() == [True]  # one run, one epoch
     evaluation = tmp_path / "evaluation"
     assert main(["recurrence", "evaluate", *common, "--split", str(model / "split.csv"), "--model",
                  str(model / "model.pt"), "--out", str(evaluation)]) == 0
@@ -237,12 +249,16 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     assert main(["recurrence", "predict", "--manifest", str(manifest), "--model", str(model / "model.pt"),
                  "--patients", first, "--device", "cpu", "--out", str(tmp_path / "maps")]) == 0
     assert (tmp_path / "maps" / f"{first}_probability.nrrd").exists()
+    noted = provenance.read(tmp_path / "maps")
+    assert noted["model"]["sha256"] == provenance.sha256_file(model / "model.pt")
+    assert noted["positive_class"] == "voxel inside mask_relapse"
     assert main(["recurrence", "evaluate", *common, "--model", str(tmp_path / "none.pt"), "--out", str(evaluation)]) == 2
     assert "model file not found" in capsys.readouterr().err
     tuned = tmp_path / "tuned"  # fine-tuning without --box keeps the initial model's box (not the paper's)
     assert main(["recurrence", "train", "--manifest", str(manifest), "--device", "cpu", "--init", str(model / "model.pt"),
                  "--epochs", "1", "--runs", "1", "--lr", "0.01", "--out", str(tuned)]) == 0
-    import json
-
-    assert json.loads((tuned / "model_card.json").read_text())["settings"]["box_xyz"] == [32, 32, 16]
+    tuned_card = json.loads((tuned / "model_card.json").read_text())
+    assert tuned_card["settings"]["box_xyz"] == [32, 32, 16]
+    assert tuned_card["weights"] == {"weights": "file", "file": str(model / "model.pt"), "name": "fine-tuned from",
+                                     "sha256": provenance.sha256_file(model / "model.pt")}
     assert "box 32 x 32 x 16 voxels (the initial model)" in capsys.readouterr().err

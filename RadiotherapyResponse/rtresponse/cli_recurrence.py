@@ -63,10 +63,23 @@ def _write_csv(frame, path: Path, index=True) -> None:
         frame.to_csv(tmp, index=index)
 
 
+def _positive_class(label: str) -> str:
+    """What the probability maps are of."""
+    return f"voxel inside mask_{label}"
+
+
+def _model_record(path: Path) -> dict:
+    from .provenance import sha256_file
+
+    return {"file": str(path), "sha256": sha256_file(path)}
+
+
 def _train(args) -> int:
     import pandas as pd
     import torch
 
+    from . import provenance
+    from .atomic import write_text
     from .recurrence import TrainingConfig, load_model, save_model, train
     from .settings import resolve_device
 
@@ -92,17 +105,33 @@ def _train(args) -> int:
               f"{record['validation_dice']:.4f}, lr {record['lr']:.2g}, {record['seconds']:.1f} s", file=sys.stderr)
 
     result = train(train_set, validation_set, config, device, initial, progress=report)
-    settings = dict(config.to_dict(), box_xyz=list(box), label=args.relapse, fine_tuned_from=str(args.init or ""))
+    # the kept run started from the --init file, else from He weights seeded by seed + run
+    weights = provenance.weights_record(args.init, config.seed + result.best_run, name="fine-tuned from")
+    settings = dict(config.to_dict(), box_xyz=list(box), label=args.relapse, fine_tuned_from=str(args.init or ""),
+                    weights=weights, best_run=result.best_run, best_epoch=result.best_epoch,
+                    best_validation_dice=result.best_validation_dice)
     save_model(args.out / "model.pt", result.network, settings)
     history = pd.DataFrame(result.history)
+    history["kept"] = (history["run"] == result.best_run) & (history["epoch"] == result.best_epoch)
     _write_csv(history, args.out / "history.csv", index=False)
+    trained = pd.DataFrame({"split": ["train"] * len(train_set) + ["validation"] * len(validation_set)},
+                           index=pd.Index([s.patient_id for s in train_set + validation_set], name="patient_id"))
     card = {"method": "3D U-Net (MONAI BasicUNet), PET/CT, Kutnár et al.", "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "weights": weights, "positive_class": _positive_class(args.relapse),
             "parameters": sum(p.numel() for p in result.network.parameters()),
             "best_validation_dice": result.best_validation_dice, "best_run": result.best_run,
-            "best_epoch": result.best_epoch, "seconds_per_epoch": float(history["seconds"].mean()),
-            "patients": {part: len(ids) for part, ids in split.items()}, "settings": settings}
-    (args.out / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+            "best_epoch": result.best_epoch, "kept": "the run and epoch with the best validation Dice (the paper)",
+            "seconds_per_epoch": float(history["seconds"].mean()),
+            "patients": {part: len(ids) for part, ids in split.items()},
+            "training_data": {"sha256": provenance.table_hash(trained), "patients": len(train_set),
+                              "validation_patients": len(validation_set),
+                              "what": f"patient_id and split of the training and validation patients that loaded; "
+                                      f"labels: their mask_{args.relapse}"},
+            "settings": settings}
+    write_text(args.out / "model_card.json", json.dumps(card, indent=1) + "\n")
+    provenance.note(args, "weights", weights)
+    provenance.note(args, "positive_class", _positive_class(args.relapse))
     print(f"wrote {args.out / 'model.pt'}: best validation Dice {result.best_validation_dice:.3f} "
           f"(run {result.best_run}, epoch {result.best_epoch})")
     return 0
@@ -141,6 +170,10 @@ def _evaluate(args) -> int:
     fraction = _fraction(args, cohort, split)
     device = resolve_device(args.device)
     network, settings = load_model(args.model, device) if args.model else (None, {})
+    if args.model:
+        from . import provenance
+
+        provenance.note(args, "model", _model_record(args.model))
     test = _samples(args, cohort, split["test"], "test", box=_box(args, settings))
     cases = compare_methods(test, fraction, network, device, args.threshold)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,9 +198,13 @@ def _predict(args) -> int:
     from .recurrence import load_model, predict_boxes, prediction_to_image
     from .settings import resolve_device
 
+    from . import provenance
+
     cohort = load_manifest(args.manifest)
     device = resolve_device(args.device)
     network, settings = load_model(args.model, device)
+    provenance.note(args, "model", _model_record(args.model))
+    provenance.note(args, "positive_class", _positive_class(settings.get("label", "relapse")))
     ids = cohort.known(args.patients)
     args.out.mkdir(parents=True, exist_ok=True)
     for sample in _samples(args, cohort, ids, "prediction", label=None, box=_box(args, settings)):
