@@ -4,6 +4,9 @@ What the application would catch only at run time is checked here on the source:
 name every widget a module uses; every `slicer.util` helper and `slicer.vtkMRML*` class a module uses exists
 in slicer-core; every module and its resources are packaged by CMake; the extension metadata and the
 ExtensionsIndex entry agree; module files compile and import `rtresponse` only inside functions.
+The module library (RadiotherapyResponseLib, the Slicer-side code the modules share) gets the same checks, and
+more: its files load without Qt, Slicer or rtresponse, under Python 3.9 (Slicer 5.8); what a module imports from
+it exists; and a module whose analyses run as background jobs never runs one in its widget.
 Each checker is also run on a small broken example so that it is known to be able to fail.
 """
 
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,6 +27,15 @@ MODULE_DIR = REPO / "RadiotherapyResponse"
 UI_DIR = MODULE_DIR / "Resources" / "UI"
 ICON_DIR = MODULE_DIR / "Resources" / "Icons"
 MODULE_FILES = sorted(MODULE_DIR.glob("*.py"))
+LIB_DIR = MODULE_DIR / "RadiotherapyResponseLib"
+LIB_FILES = sorted(LIB_DIR.glob("*.py"))
+# Modules whose Run handlers start background jobs: add a module when it is converted (issue 16).
+JOB_MODULES = ["TumorFeatures.py"]
+MODULE_LINE_BUDGET = 400  # lines of a module file, its self-test included (issue 16)
+# Calls a job module's widget must not make: they compute in the GUI thread (the Logic keeps them for scripts)
+IN_PROCESS_CALLS = {"extract_segments", "extract_cohort", "extract_from_nodes", "extract", "measure", "measureDeep",
+                    "run", "runDeep", "processEvents"}
+HEAVY_AT_LOAD = ("rtresponse", "qt", "slicer", "vtk", "ctk", "numpy", "torch")  # never imported when a lib file loads
 UI_FILES = sorted(UI_DIR.glob("*.ui"))
 TOP_CMAKE = REPO / "CMakeLists.txt"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
@@ -37,6 +51,7 @@ INDEX_REQUIRED = {"$schema", "category", "scm_url"}
 def test_there_is_something_to_check():
     assert (MODULE_DIR / "RadiotherapyResponse.py") in MODULE_FILES
     assert (UI_DIR / "RadiotherapyResponse.ui") in UI_FILES
+    assert {"__init__.py", "backgroundjob.py", "jobpanel.py", "jobfolder.py"} <= {p.name for p in LIB_FILES}
 
 
 # --- checkers ------------------------------------------------------------------------------------------------
@@ -134,6 +149,82 @@ def cmake_module_blocks(text: str) -> dict[str, str]:
     return blocks
 
 
+def runtime_unions(source: str) -> list[int]:
+    """Lines of ``X | Y`` type unions Python 3.9 would evaluate (TypeError there): outside annotations, or in
+    annotations too when the file lacks ``from __future__ import annotations``."""
+    tree = ast.parse(source)
+    postponed = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                    any(a.name == "annotations" for a in n.names) for n in tree.body)
+    annotations = set()
+    if postponed:
+        for node in ast.walk(tree):
+            for annotation in ([node.returns] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else []) + \
+                    ([node.annotation] if isinstance(node, (ast.arg, ast.AnnAssign)) else []):
+                if annotation is not None:
+                    annotations.update(id(n) for n in ast.walk(annotation))
+    types = {"int", "str", "float", "bool", "bytes", "list", "dict", "tuple", "set", "type", "object"}
+
+    def typeish(node):
+        return (isinstance(node, ast.Constant) and node.value is None) or isinstance(node, ast.Subscript) or \
+            (isinstance(node, ast.Name) and node.id in types)
+
+    return sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.BinOp) and
+                   isinstance(node.op, ast.BitOr) and id(node) not in annotations and
+                   (typeish(node.left) or typeish(node.right))})
+
+
+def widget_calls(source: str, names: set[str]) -> list[tuple[str, str, int]]:
+    """(method, called name, line) of calls to ``names`` (``f(...)`` or ``x.f(...)``) in the methods of the
+    module's Widget class."""
+    found = []
+    for cls in ast.parse(source).body:
+        if not (isinstance(cls, ast.ClassDef) and cls.name.endswith("Widget")):
+            continue
+        for method in cls.body:
+            if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(method):
+                if isinstance(node, ast.Call):
+                    called = node.func.attr if isinstance(node.func, ast.Attribute) else \
+                        node.func.id if isinstance(node.func, ast.Name) else None
+                    if called in names:
+                        found.append((method.name, called, node.lineno))
+    return found
+
+
+def library_imports(source: str, package: str = "RadiotherapyResponseLib") -> list[tuple[str, str]]:
+    """(file stem in the package, name) for each name a file imports from the package (name "" for a module)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == package:
+            found += [(alias.name, "") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(package + "."):
+            found += [(node.module.split(".", 1)[1], alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name.split(".", 1)[1], "") for a in node.names if a.name.startswith(package + ".")]
+    return found
+
+
+def top_level_names(source: str) -> set[str]:
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def python39():
+    """Slicer 5.8's Python version on this machine (pyenv), or None."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = sorted(Path(root, "versions").glob("3.9.*/bin/python"))
+    return found[-1] if found else None
+
+
 # --- the checkers can fail ---------------------------------------------------------------------------------------
 
 BROKEN_UI = """<?xml version="1.0" encoding="UTF-8"?>
@@ -166,6 +257,23 @@ def test_checkers_detect_broken_examples():
     assert set(cmake_module_blocks("slicerMacroBuildScriptedModule(\n NAME Foo\n SCRIPTS Foo.py\n)")) == {"Foo"}
 
 
+def test_library_checkers_detect_broken_examples():
+    assert runtime_unions("X = int | None\ndef f(a: str | None) -> list[int] | None:\n    pass\n") == [1, 2]
+    postponed = "from __future__ import annotations\n"
+    assert runtime_unions(postponed + "def f(a: str | None) -> dict | None:\n    b: int | None = 1\n") == []
+    assert runtime_unions(postponed + "ok = isinstance(v, int | str)\nflags = 1 | 2\n") == [2]
+    widget = ("class MWidget:\n    def onRun(self):\n        self.logic.run(1)\n        extract_segments(2)\n"
+              "        slicer.app.processEvents()\n        self.panel.start([])\n"
+              "class MLogic:\n    def run(self):\n        extract_segments(3)\n")
+    assert widget_calls(widget, IN_PROCESS_CALLS) == [("onRun", "run", 3), ("onRun", "extract_segments", 4),
+                                                      ("onRun", "processEvents", 5)]
+    assert library_imports("from RadiotherapyResponseLib import a, b\nfrom RadiotherapyResponseLib.c import d\n"
+                           "import RadiotherapyResponseLib.e\nfrom other import f\n") == \
+        [("a", ""), ("b", ""), ("c", "d"), ("e", "")]
+    assert top_level_names("import a.b\nfrom c import d as e\nX = 1\ndef f():\n    g = 2\nclass K:\n    pass\n") == \
+        {"a", "e", "X", "f", "K"}
+
+
 # --- .ui files -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: p.name)
@@ -196,7 +304,7 @@ def test_module_uses_only_widgets_of_its_ui(module_path):
 
 # --- slicer API used by module files ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("module_path", MODULE_FILES + LIB_FILES, ids=lambda p: p.name)
 def test_slicer_api_used_exists_in_slicer_core(module_path):
     slicer = pytest.importorskip("slicer", reason="slicer-core is needed to check the slicer API")
     import slicer.util
@@ -220,6 +328,71 @@ def test_module_compiles_and_imports_library_lazily(module_path):
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     stem = module_path.stem
     assert {stem, f"{stem}Widget", f"{stem}Logic", f"{stem}Test"} <= classes, f"{module_path.name}: classes {classes}"
+
+
+@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+def test_module_parses_as_python39_and_evaluates_no_type_union(module_path):
+    source = module_path.read_text(encoding="utf-8")
+    ast.parse(source, feature_version=(3, 9))  # match statements, parenthesised context managers, ...
+    assert not runtime_unions(source), f"{module_path.name}: X | Y evaluated at line(s) {runtime_unions(source)}"
+
+
+@pytest.mark.parametrize("module_path", MODULE_FILES, ids=lambda p: p.name)
+def test_what_a_module_imports_from_the_library_exists(module_path):
+    for stem, name in library_imports(module_path.read_text(encoding="utf-8")):
+        target = LIB_DIR / f"{stem}.py"
+        assert target.is_file(), f"{module_path.name} imports RadiotherapyResponseLib.{stem}, which does not exist"
+        assert not name or name in top_level_names(target.read_text(encoding="utf-8")), \
+            f"{module_path.name} imports {name} from RadiotherapyResponseLib.{stem}, which does not define it"
+
+
+# --- the module library (RadiotherapyResponseLib) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("lib_path", LIB_FILES, ids=lambda p: p.name)
+def test_library_file_is_python39_and_loads_without_qt_slicer_or_rtresponse(lib_path):
+    source = lib_path.read_text(encoding="utf-8")
+    compile(source, str(lib_path), "exec")
+    ast.parse(source, feature_version=(3, 9))
+    assert source.strip() == "" or lib_path.name == "__init__.py" or \
+        "from __future__ import annotations" in source, f"{lib_path.name} lacks from __future__ import annotations"
+    assert not runtime_unions(source), f"{lib_path.name}: X | Y evaluated at line(s) {runtime_unions(source)}"
+    for package in HEAVY_AT_LOAD:
+        lines = top_level_imports(source, package)
+        assert not lines, f"{lib_path.name} imports {package} when it loads (line(s) {lines}): import it in functions"
+    assert not used_ui_names(source), f"{lib_path.name} uses self.ui: the library takes widgets as arguments"
+
+
+def test_library_modules_import_under_python39():
+    """Slicer 5.8 runs Python 3.9: every library file imports there (what this machine's 3.12 would not catch)."""
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no Python 3.9 here (pyenv)")
+    names = [f"RadiotherapyResponseLib.{p.stem}" for p in LIB_FILES if p.stem != "__init__"]
+    done = subprocess.run([str(interpreter), "-c", f"import importlib; [importlib.import_module(n) for n in {names!r}]"],
+                          cwd=MODULE_DIR, capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_library_is_packaged_with_the_hub():
+    code = cmake_code(MODULE_CMAKE.read_text(encoding="utf-8"))
+    match = re.search(r"file\(\s*GLOB\s+(\w+)[^)]*RELATIVE[^)]*RadiotherapyResponseLib/\*\.py", code)
+    assert match, "RadiotherapyResponseLib/*.py must be globbed"
+    assert "${%s}" % match.group(1) in cmake_module_blocks(code)["RadiotherapyResponse"], \
+        "the library's scripts must be SCRIPTS of the hub module"
+    # the glob is not recursive: a sub-package would be left out of the extension
+    nested = [str(p.relative_to(LIB_DIR)) for p in LIB_DIR.rglob("*.py") if p.parent != LIB_DIR]
+    assert not nested, f"RadiotherapyResponseLib files in sub-folders are not packaged: {nested}"
+    assert (LIB_DIR / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("module_name", JOB_MODULES)
+def test_a_job_module_runs_no_analysis_in_its_widget(module_name):
+    source = (MODULE_DIR / module_name).read_text(encoding="utf-8")
+    calls = widget_calls(source, IN_PROCESS_CALLS)
+    assert not calls, f"{module_name}: the widget computes in the GUI thread: {calls}"
+    assert widget_calls(source, {"start"}), f"{module_name}: the widget starts no job"
+    lines = len(source.splitlines())
+    assert lines <= MODULE_LINE_BUDGET, f"{module_name} has {lines} lines (budget {MODULE_LINE_BUDGET})"
 
 
 # --- CMake packaging -------------------------------------------------------------------------------------------------

@@ -23,6 +23,19 @@ def slicer_python() -> str:
     return beside if os.path.isfile(beside) else sys.executable
 
 
+def job_environment(base: dict | None = None) -> dict:
+    """The child's environment: ``base`` (this process's), with the folder holding ``rtresponse`` first on
+    PYTHONPATH: inside Slicer the library is found through the module paths, which ``PythonSlicer`` does not
+    search."""
+    import rtresponse
+
+    env = dict(os.environ if base is None else base)
+    library = os.path.dirname(os.path.dirname(os.path.abspath(rtresponse.__file__)))
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != library]
+    env["PYTHONPATH"] = os.pathsep.join([library] + paths)
+    return env
+
+
 def _qt_timer(interval_ms: int, callback: Callable[[], None]):
     import qt
 
@@ -45,7 +58,7 @@ class BackgroundJob:
                  timerFactory=None, intervalMs: int = 200):
         from rtresponse.jobs import Job
 
-        self.job = Job(arguments, python=python or slicer_python(), env=env)
+        self.job = Job(arguments, python=python or slicer_python(), env=job_environment(env))
         self.onEvent, self.onDone = onEvent, onDone
         self.timer = (timerFactory or _qt_timer)(intervalMs, self.poll)
         self.result = None
