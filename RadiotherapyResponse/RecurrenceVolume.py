@@ -14,6 +14,7 @@ from typing import Annotated
 import vtk
 
 import slicer
+from RadiotherapyResponseLib.slicerutils import hubSettings, showTable
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -199,12 +200,7 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.modelPath = path
 
-    @staticmethod
-    def hubSettings():
-        """Device and weights folder: the Radiotherapy Response module's settings (read each time: they may change)."""
-        import RadiotherapyResponse
-
-        return RadiotherapyResponse.RadiotherapyResponseLogic().settings()
+    hubSettings = staticmethod(hubSettings)  # the hub's device, weights folder, workers
 
     def deviceText(self):
         device = self.hubSettings().device
@@ -435,16 +431,7 @@ class RecurrenceVolumeLogic(ScriptedLoadableModuleLogic):
         if nodes.metrics is not None:
             self.showTable(nodes.metrics)
 
-    @staticmethod
-    def showTable(tableNode):
-        """Show the table in a layout with a table view (does nothing without the application's layout)."""
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is None:
-            return
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        applicationLogic = slicer.app.applicationLogic()
-        applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
-        applicationLogic.PropagateTableSelection()
+    showTable = staticmethod(showTable)
 
     @staticmethod
     def guessInputs(parameterNode, scene=None):

@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import vtk
 
 import slicer
+from RadiotherapyResponseLib.slicerutils import hubSettings, showTable
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -214,12 +215,7 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             empty = None if parameter == "tumorSegmentation" else ""
             setattr(self._parameterNode, parameter, value or empty)
 
-    @staticmethod
-    def hubSettings():
-        """Device and weights folder: the Radiotherapy Response module's settings (read each time: they may change)."""
-        import RadiotherapyResponse
-
-        return RadiotherapyResponse.RadiotherapyResponseLogic().settings()
+    hubSettings = staticmethod(hubSettings)  # the hub's device, weights folder, workers
 
     def device(self):
         """"cpu" when Use CPU is checked, else the Radiotherapy Response device setting (auto, cpu or cuda)."""
@@ -467,16 +463,7 @@ class ResidualTumorLogic(ScriptedLoadableModuleLogic):
                 display.SetVisibility(True)
         self.showTable(nodes.table)
 
-    @staticmethod
-    def showTable(tableNode):
-        """Show the table in a layout with a table view (does nothing without the application's layout)."""
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is None:
-            return
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        applicationLogic = slicer.app.applicationLogic()
-        applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
-        applicationLogic.PropagateTableSelection()
+    showTable = staticmethod(showTable)
 
     @staticmethod
     def guessInputs(parameterNode, scene=None):

@@ -16,6 +16,7 @@ import qt
 import vtk
 
 import slicer
+from RadiotherapyResponseLib.slicerutils import hubSettings
 from slicer import vtkMRMLPlotChartNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -502,12 +503,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- inflated 3D network (I3D): keeping the widgets and the parameter node in step
 
-    @staticmethod
-    def hubSettings():
-        """Device and weights folder: the Radiotherapy Response module's settings (read each time: they may change)."""
-        import RadiotherapyResponse
-
-        return RadiotherapyResponse.RadiotherapyResponseLogic().settings()
+    hubSettings = staticmethod(hubSettings)  # the hub's device, weights folder, workers
 
     def i3dDevice(self):
         """"cpu" when Use CPU is checked, else the Radiotherapy Response device setting (auto, cpu or cuda)."""
