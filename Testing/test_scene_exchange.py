@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import child_env
 from rtresponse.cohort import load_manifest
 from rtresponse.jobs import FINISHED, run
@@ -67,3 +68,14 @@ def test_a_module_style_job_measures_scene_segments_and_the_table_comes_back(syn
     assert np.allclose(frame["original_shape_VoxelVolume"].astype(float), direct["original_shape_VoxelVolume"])
     record = json.loads(table.GetAttribute("rtresponse.provenance"))
     assert record["command"][:2] == ["rtresponse", "features"] and "packages" in record["environment"]
+
+
+def test_case_ids_that_would_share_a_folder_are_refused(synthetic_cohort, scene, tmp_path):
+    from rtresponse import mrml
+    from rtresponse.errors import InputError
+    from rtresponse.mrml.exchange import export_cases
+
+    loaded = mrml.load_patient(load_manifest(synthetic_cohort), "P001", scene, images=["CT"], masks=["GTVp"])
+    ct = loaded["volumes"]["CT"]
+    with pytest.raises(InputError, match="would share the folder 'GTV_1'"):
+        export_cases(tmp_path / "job", {"GTV 1": {"images": {"CT": ct}}, "GTV_1": {"images": {"CT": ct}}})

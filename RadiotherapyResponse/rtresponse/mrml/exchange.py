@@ -39,14 +39,18 @@ def export_cases(folder: str | os.PathLike, cases: Mapping[str, Mapping], tables
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
+    _distinct_folders(cases)
+    rows, written = [], {}  # a volume shared by several cases (segments of one scan) is written once
     for case, parts in cases.items():
         where = folder / _safe(case)
         where.mkdir(exist_ok=True)
         row = {"patient_id": str(case)}
         for name, node in (parts.get("images") or {}).items():
-            row[f"image_{name}"] = str(write_image(volume_node_to_image(node), where / f"{_safe(name)}.nrrd")
-                                       .relative_to(folder))
+            key = (node.GetID() or id(node), name)
+            if key not in written:
+                path = write_image(volume_node_to_image(node), where / f"{_safe(name)}.nrrd", compress=False)
+                written[key] = str(path.relative_to(folder))
+            row[f"image_{name}"] = written[key]
         for name, (segmentation, segment_id, reference) in (parts.get("masks") or {}).items():
             mask = segment_to_mask(segmentation, segment_id, reference)
             row[f"mask_{name}"] = str(write_image(mask, where / f"mask_{_safe(name)}.nrrd").relative_to(folder))
@@ -63,8 +67,21 @@ def export_cases(folder: str | os.PathLike, cases: Mapping[str, Mapping], tables
     return manifest
 
 
-def import_table(path: str | os.PathLike, name: str, scene=None, index: str | None = "patient_id"):
-    """A CSV a job wrote as a new table node (ids stay text); the file's provenance becomes a node attribute."""
+def _distinct_folders(cases: Mapping) -> None:
+    """Case ids whose folder names would be the same ("GTV 1", "GTV_1") would overwrite each other's files."""
+    seen: dict[str, str] = {}
+    for case in cases:
+        other = seen.setdefault(_safe(case).lower(), str(case))
+        if other != str(case):
+            raise InputError(f"cases '{other}' and '{case}' would share the folder '{_safe(case)}': rename one")
+
+
+def import_table(path: str | os.PathLike, name: str, scene=None, index: str | None = "patient_id",
+                 index_name: str | None = None):
+    """A CSV a job wrote as a new table node (ids stay text); the file's provenance becomes a node attribute.
+
+    ``index``: the column that becomes the rows' index, renamed ``index_name`` when given (the module's
+    segments are cases ``patient_id`` in the job and ``segment`` in the scene)."""
     import json
 
     from .. import provenance
@@ -74,6 +91,8 @@ def import_table(path: str | os.PathLike, name: str, scene=None, index: str | No
     frame = read_table(path, "job result")
     if index in frame.columns:
         frame = frame.set_index(index)
+        if index_name:
+            frame.index.name = index_name
     node = dataframe_to_table_node(frame, name, scene)
     record = provenance.read(path)
     if record is not None:
