@@ -10,6 +10,7 @@ import os
 
 import qt
 import slicer
+from RadiotherapyResponseLib.widgets import showSegmentInput  # noqa: F401 - the analysis modules' (kept here for them)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -20,7 +21,7 @@ from slicer.util import VTKObservationMixin
 
 SAMPLE_KINDS = (("synthetic", "Synthetic head & neck cohort"), ("pyradiomics", "PyRadiomics cases (real MR/CT)"))
 SETTINGS_KEYS = {"device": "RadiotherapyResponse/device", "weights_folder": "RadiotherapyResponse/weightsFolder",
-                 "workers": "RadiotherapyResponse/workers"}
+                 "workers": "RadiotherapyResponse/workers", "models_folder": "RadiotherapyResponse/modelsFolder"}
 PYTORCH_EXTENSION_MISSING = ('PyTorch is installed through the "PyTorch" extension. Install it from the Extensions '
                              "Manager, restart Slicer and try again.")
 
@@ -35,7 +36,7 @@ class RadiotherapyResponse(ScriptedLoadableModule):
         self.parent.helpText = """
 Predicts tumour response to radiotherapy from planning CT, MR and FDG-PET/CT, GTV contours and clinical factors.
 This hub module loads sample data and cohorts (a CSV manifest, one row per patient) into the scene, and holds the
-settings (compute device, weights folder, workers) and optional Python packages shared by the other modules.
+settings (compute device, weights folder, workers, models folder) and optional Python packages shared by the other modules.
 See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
 """
         self.parent.acknowledgementText = """
@@ -101,6 +102,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
         self.ui.weightsFolderLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
         self.ui.workersSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
+        self.ui.modelsFolderLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
         self.ui.checkDependenciesButton.connect("clicked(bool)", self.onCheckDependencies)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.updateSettingsGUI()
@@ -160,6 +162,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findText(settings.device)))
             self.ui.weightsFolderLineEdit.currentPath = settings.weights_folder
             self.ui.workersSpinBox.value = settings.workers
+            self.ui.modelsFolderLineEdit.currentPath = settings.models_folder
         finally:
             self._updatingSettingsGUI = False
 
@@ -172,7 +175,8 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.logic.saveSettings(Settings.from_dict({
                 "device": self.ui.deviceComboBox.currentText,
                 "weights_folder": self.ui.weightsFolderLineEdit.currentPath,  # empty: default folder
-                "workers": self.ui.workersSpinBox.value}))
+                "workers": self.ui.workersSpinBox.value,
+                "models_folder": self.ui.modelsFolderLineEdit.currentPath}))  # empty: default folder
 
     # Python packages
     def onCheckDependencies(self):
@@ -255,22 +259,6 @@ class CancellableRun:
         self.progressBar.visible = running
         self.progressBar.value = 0
         self.onChange()
-
-
-def showSegmentInput(parameterNode, selector, nodeParameter, idParameter):
-    """Show the parameter node's segmentation and segment in a segment selector; the parameter node then follows
-    the selector (which picks the first segment by itself, and loses a segment that was deleted). Shared by the
-    analysis modules."""
-    segmentation, segmentId = getattr(parameterNode, nodeParameter), getattr(parameterNode, idParameter)
-    wasBlocked = selector.blockSignals(True)
-    if selector.currentNode() is not segmentation:
-        selector.setCurrentNode(segmentation)
-    if segmentation and segmentId and selector.currentSegmentID() != segmentId:
-        selector.setCurrentSegmentID(segmentId)
-    selector.blockSignals(wasBlocked)
-    shown = (selector.currentSegmentID() or "") if segmentation else ""
-    if shown != segmentId:
-        setattr(parameterNode, idParameter, shown)  # updates the GUI once more, with a consistent state
 
 
 class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
@@ -402,7 +390,8 @@ class RadiotherapyResponseTest(ScriptedLoadableModuleTest):
         logic = RadiotherapyResponseLogic()
         original = logic.settings()
         try:
-            wanted = Settings(device="cpu", weights_folder=slicer.app.temporaryPath, workers=3)
+            wanted = Settings(device="cpu", weights_folder=slicer.app.temporaryPath, workers=3,
+                              models_folder=slicer.app.temporaryPath + "/models")
             logic.saveSettings(wanted)
             self.assertEqual(logic.settings(), wanted)
             with self.assertRaises(InputError):

@@ -8,13 +8,14 @@ import pytest
 
 from rtresponse import dependencies
 from rtresponse.errors import InputError
-from rtresponse.settings import Settings, cache_dir, default_weights_folder, resolve_device
+from rtresponse.settings import Settings, cache_dir, default_models_folder, default_weights_folder, resolve_device
 
 
 def test_settings_validate_and_round_trip(tmp_path):
-    settings = Settings(device="CPU", weights_folder=str(tmp_path), workers=3)
+    settings = Settings(device="CPU", weights_folder=str(tmp_path), workers=3, models_folder=str(tmp_path / "m"))
     assert settings.device == "cpu"
     assert Settings.from_dict(settings.to_dict()) == settings
+    assert Settings.from_dict({"models_folder": ""}).models_folder == str(default_models_folder())  # unset: default
     with pytest.raises(InputError, match="device must be one of auto, cpu, cuda"):
         Settings(device="tpu")
     with pytest.raises(InputError, match="workers must be at least 1"):
@@ -28,6 +29,8 @@ def test_environment_overrides_cache_and_weights(monkeypatch, tmp_path):
     assert default_weights_folder() == tmp_path / "c" / "weights"
     monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "w"))
     assert default_weights_folder() == tmp_path / "w"
+    monkeypatch.setenv("RTRESPONSE_MODELS", str(tmp_path / "models"))
+    assert default_models_folder() == tmp_path / "models" and Settings().models_folder == str(tmp_path / "models")
 
 
 def test_device_resolution(monkeypatch):

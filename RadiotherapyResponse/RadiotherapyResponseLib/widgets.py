@@ -16,3 +16,19 @@ def showPath(lineEdit, path: str) -> None:
         wasBlocked = lineEdit.blockSignals(True)
         lineEdit.currentPath = path
         lineEdit.blockSignals(wasBlocked)
+
+
+def showSegmentInput(parameterNode, selector, nodeParameter: str, idParameter: str) -> None:
+    """Show the parameter node's segmentation and segment in a segment selector; the parameter node then follows
+    the selector (which picks the first segment by itself, and loses a segment that was deleted)."""
+    segmentation, segmentId = getattr(parameterNode, nodeParameter), getattr(parameterNode, idParameter)
+    wasBlocked = selector.blockSignals(True)
+    if selector.currentNode() is not segmentation:
+        selector.setCurrentNode(segmentation)
+    if segmentation and segmentId and selector.currentSegmentID() != segmentId:
+        selector.setCurrentSegmentID(segmentId)
+    selector.blockSignals(wasBlocked)
+    shown = (selector.currentSegmentID() or "") if segmentation else ""
+    if shown != segmentId:
+        setattr(parameterNode, idParameter, shown)  # updates the GUI once more, with a consistent state
+

@@ -1,4 +1,4 @@
-"""User settings shared by the CLI and the Slicer modules: compute device, weights folder, workers.
+"""User settings shared by the CLI and the Slicer modules: compute device, weights folder, workers, models folder.
 
 Inside Slicer the hub module stores these in Slicer's settings (``RadiotherapyResponse/...``
 keys); outside, environment variables override the defaults. The library only ever sees a
@@ -15,6 +15,7 @@ from .errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
 SETTINGS_PREFIX = "RadiotherapyResponse"  # QSettings group used by the Slicer hub module
+FIELDS = ("device", "weights_folder", "workers", "models_folder")
 
 
 def cache_dir() -> Path:
@@ -32,17 +33,26 @@ def default_weights_folder() -> Path:
     return Path(override).expanduser() if override else cache_dir() / "weights"
 
 
+def default_models_folder() -> Path:
+    """Where models trained in Slicer go (each training in a new sub-folder): ``$RTRESPONSE_MODELS`` or
+    ``~/RadiotherapyResponse/models`` (user data, not a cache: it is never cleaned)."""
+    override = os.environ.get("RTRESPONSE_MODELS")
+    return Path(override).expanduser() if override else Path.home() / "RadiotherapyResponse" / "models"
+
+
 def _default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1)))
 
 
 @dataclass
 class Settings:
-    """Compute settings. ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    """Compute settings. ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``; ``models_folder``:
+    where the Slicer modules put the models they train."""
 
     device: str = field(default_factory=lambda: os.environ.get("RTRESPONSE_DEVICE", "auto"))
     weights_folder: str = field(default_factory=lambda: str(default_weights_folder()))
     workers: int = field(default_factory=_default_workers)
+    models_folder: str = field(default_factory=lambda: str(default_models_folder()))
 
     def __post_init__(self):
         self.device = str(self.device).lower()
@@ -52,13 +62,14 @@ class Settings:
         if self.workers < 1:
             raise InputError(f"workers must be at least 1, got {self.workers}")
         self.weights_folder = str(Path(self.weights_folder).expanduser())
+        self.models_folder = str(Path(self.models_folder).expanduser())
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "Settings":
-        known = {k: v for k, v in values.items() if k in ("device", "weights_folder", "workers") and v not in (None, "")}
+        known = {k: v for k, v in values.items() if k in FIELDS and v not in (None, "")}
         return cls(**known)
 
 
