@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from conftest import LIBRARY, child_env
+from jobstandins import Timer, Widget, spin
 
 sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the module files
 from RadiotherapyResponseLib import featurejobs, testdata, weightsjob  # noqa: E402
@@ -17,53 +18,6 @@ from RadiotherapyResponseLib.jobpanel import SCENE_CLOSED_TEXT, JobPanel, format
 from RadiotherapyResponseLib.sceneguard import missingNodes  # noqa: E402
 
 CANCELLED = "Cancelled: no table was made."
-
-
-# --- stand-ins for what PythonQt gives a module: widgets with plain attributes, a timer the test spins ---------
-
-class Widget:
-    """A QPushButton / QLabel / QProgressBar as PythonQt shows it; remembers every value it was given."""
-
-    def __init__(self):
-        self.__dict__.update(enabled=True, visible=True, text="", value=0, maximum=100, history=[], slots=[])
-
-    def __setattr__(self, name, value):
-        self.history.append((name, value))
-        super().__setattr__(name, value)
-
-    def connect(self, signal, slot):
-        self.slots.append((signal, slot))
-
-    def click(self):
-        for signal, slot in self.slots:
-            if signal == "clicked(bool)":
-                slot(False)
-
-
-class Timer:
-    timers: list = []
-
-    def __init__(self, interval_ms, callback):
-        self.callback, self.active = callback, False
-        Timer.timers.append(self)
-
-    def start(self):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-
-def spin(seconds: float, until=lambda: False) -> None:
-    """What Slicer's event loop does meanwhile: fire the active timers."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not until():
-        active = [timer for timer in Timer.timers if timer.active]
-        if not active:
-            return
-        for timer in active:
-            timer.callback()
-        time.sleep(0.02)
 
 
 class Panel:

@@ -11,7 +11,8 @@ A module hands its progress bar, status label, Cancel button and Run buttons to 
   ``onSuccess(result)`` to load the results as nodes, shows its summary and removes the job folder;
 - on failure shows the command's one-line message and keeps the job folder with a ``job.log``;
 - on Cancel (the button, :meth:`cancel`, or :meth:`onSceneStartClose`) ends the process tree and shows the
-  module's cancelled text; nothing is loaded.
+  module's cancelled text; nothing is loaded;
+- hands every event to the module's ``onEvent`` too (a training job's ``epoch`` events grow its curves).
 
 Widgets are used only through the attributes PythonQt gives Qt widgets (``value``, ``maximum``, ``visible``,
 ``text``, ``enabled``) and ``connect("clicked(bool)", slot)``, so tests drive the panel with stand-ins and a
@@ -86,16 +87,17 @@ class JobPanel:
 
     def start(self, arguments: Sequence[str], description: str, onSuccess: Callable[[object], str | None],
               onFailure: Callable[[object], None] | None = None, folder=None, inputs: Sequence = (), scene=None,
-              cancelledText: str = CANCELLED_TEXT) -> BackgroundJob:
+              cancelledText: str = CANCELLED_TEXT, onEvent: Callable[[dict], None] | None = None) -> BackgroundJob:
         """Start ``rtresponse <arguments>`` and show ``description`` until the first progress event.
 
         ``onSuccess(result)`` loads the results and returns the status text (or None for "Done."); it is not
         called when one of ``inputs`` has left ``scene``. ``folder``: the job's :class:`~.jobfolder.JobFolder`.
+        ``onEvent(event)``: every event of the job, after the panel has shown it.
         """
         if self.running:
             raise RuntimeError("a job is already running: wait for it or cancel it")
         self._spec = dict(onSuccess=onSuccess, onFailure=onFailure, folder=folder, inputs=list(inputs), scene=scene,
-                          cancelledText=cancelledText, sceneClosed=False)
+                          cancelledText=cancelledText, sceneClosed=False, onEvent=onEvent)
         self.logLines, self.keptLog, self.result = [], None, None
         self._stage, self._stageStart = None, self.clock()
         self._show(True)
@@ -146,6 +148,11 @@ class JobPanel:
             self.logLines.append(line)
             self.statusLabel.text = line
             self.log(line)
+        if self._spec.get("onEvent") is not None:
+            try:
+                self._spec["onEvent"](event)
+            except Exception:  # noqa: BLE001 - a curve that cannot be drawn must not stop the job's polling
+                logging.exception("A job event could not be shown")
 
     def _onDone(self, job: BackgroundJob, result) -> None:
         spec = self._spec

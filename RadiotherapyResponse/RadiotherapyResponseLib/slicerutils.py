@@ -1,10 +1,11 @@
-"""Small Slicer helpers every analysis module uses: the hub's settings, showing a table. Needs the application."""
+"""Small Slicer helpers every analysis module uses: the hub's settings, showing a table or a chart, the device in
+words. Needs the application (except :func:`deviceText`)."""
 
 from __future__ import annotations
 
 
 def hubSettings():
-    """Device, weights folder and workers: the Radiotherapy Response module's settings (read each time: they may
+    """Device, weights folder, workers and models folder: the Radiotherapy Response module's settings (read each time: they may
     change while a module is open)."""
     import RadiotherapyResponse
 
@@ -22,6 +23,22 @@ def showTable(tableNode) -> None:
     applicationLogic = slicer.app.applicationLogic()
     applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
     applicationLogic.PropagateTableSelection()
+
+
+def showChart(chartNode) -> None:
+    """Show the plot chart in a layout with a plot view (does nothing without the application's layout)."""
+    import slicer
+
+    if slicer.app.layoutManager() is None:
+        return
+    slicer.modules.plots.logic().ShowChartInLayout(chartNode)
+
+
+def deviceText(device: str) -> str:
+    """The hub's device setting in words, for a module's device label."""
+    if device == "auto":
+        return "auto: CUDA when PyTorch sees a GPU, else CPU (Radiotherapy Response settings)"
+    return f"{device} (Radiotherapy Response settings)"
 
 
 def jumpSlicesToNonZero(volumeNode) -> None:

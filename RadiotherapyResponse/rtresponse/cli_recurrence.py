@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import options
+from . import options, progress
 from .errors import InputError, RTResponseError
 from .inputs import read_table
 from .outputs import FOLDER, Output, writes
@@ -100,11 +100,20 @@ def _train(args) -> int:
     initial = initial.state_dict() if initial is not None else None
     device = resolve_device(args.device)
 
+    bar = progress.Bar("training", unit="epoch")  # at most runs x epochs: early stopping ends a run sooner
+
     def report(record):
         print(f"run {record['run']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, validation Dice "
               f"{record['validation_dice']:.4f}, lr {record['lr']:.2g}, {record['seconds']:.1f} s", file=sys.stderr)
+        progress.epoch(record)  # the modules' live training curves
+        bar(record["run"] * config.max_epochs + record["epoch"], config.runs * config.max_epochs,
+            f"run {record['run'] + 1} of {config.runs}, epoch {record['epoch']}: loss {record['train_loss']:.3f}, "
+            f"validation Dice {record['validation_dice']:.3f}")
 
-    result = train(train_set, validation_set, config, device, initial, progress=report)
+    try:
+        result = train(train_set, validation_set, config, device, initial, progress=report)
+    finally:
+        bar.close()
     # the kept run started from the --init file, else from He weights seeded by seed + run
     weights = provenance.weights_record(args.init, config.seed + result.best_run, name="fine-tuned from")
     settings = dict(config.to_dict(), box_xyz=list(box), label=args.relapse, fine_tuned_from=str(args.init or ""),

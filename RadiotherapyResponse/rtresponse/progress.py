@@ -6,6 +6,11 @@ The JSON-lines contract (one object per line on stdout; the Slicer modules' job 
     a stage advanced (``total`` may be null when unknown);
 ``{"event": "log", "message": "..."}``
     a line the command would have printed (epoch summaries, "wrote ...");
+``{"event": "epoch", "stage": "training", "epoch": 3, "train_loss": 0.41, "validation_dice": 0.52, ...}``
+    a training command finished an epoch (``recurrence train``, ``residual train``, ``residual segmenter``): the
+    epoch's record as the command tabulates it in ``history.csv``: ``epoch``, ``train_loss``, the validation
+    metric(s) (``validation_dice``, or ``validation_loss`` and ``validation_auc``) and what tells the curves apart
+    (``run``; ``network`` and ``regimen``; ``architecture``). Numbers are plain JSON numbers (NaN as null);
 ``{"event": "result", "code": 0, "outputs": {"out": "/path"}, "files": [...]}``
     the command finished and its outputs are in place (``files``: what was written);
 ``{"event": "error", "code": 2, "message": "..."}``
@@ -50,6 +55,15 @@ def emit(event: str, **fields) -> None:
     stream = _Settings.stream or sys.__stdout__
     stream.write(json.dumps({"event": event, **fields}, default=str) + "\n")
     stream.flush()
+
+
+def epoch(record: dict, stage: str = "training") -> None:
+    """A training epoch's record as an ``epoch`` event (jsonl mode only; NaN, e.g. no validation patients, as null)."""
+    if _Settings.mode != JSONL:
+        return
+    fields = {key: (None if isinstance(value, float) and value != value else value) for key, value in record.items()
+              if key != "stage"}
+    emit("epoch", stage=stage, **fields)
 
 
 class Bar:

@@ -383,10 +383,22 @@ def dataframe_to_table_node(df: "pd.DataFrame", name: str, scene=None):
     else text, where a missing value is an empty cell. ``df.attrs["provenance"]`` (how a feature table was
     made) is kept as the node attribute ``rtresponse.provenance`` (JSON).
     """
+    scene = _scene(scene)
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    try:
+        return update_table_node(node, df)
+    except InputError:
+        scene.RemoveNode(node)
+        raise
+
+
+def update_table_node(node, df: "pd.DataFrame"):
+    """Replace a table node's rows and columns by ``df``'s (as :func:`dataframe_to_table_node`); returns the node.
+    Views and plot series of the node follow (a live training curve grows this way)."""
     import pandas as pd
     import vtk
 
-    scene = _scene(scene)
+    name = node.GetName()
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"expected a pandas DataFrame, got {type(df).__name__}", node=name)
     frame = df
@@ -407,7 +419,6 @@ def dataframe_to_table_node(df: "pd.DataFrame", name: str, scene=None):
         if table.GetColumn(table.GetNumberOfColumns() - 1).IsA("vtkStringArray"):
             # a text cell is '' both when missing and when empty: remember which were missing
             missing[column] = [i for i, value in enumerate(values.tolist()) if _is_missing(value)]
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     node.SetAndObserveTable(table)
     node.SetAttribute(_INDEX_ATTRIBUTE, json.dumps(index_names))
     node.SetAttribute(_DTYPES_ATTRIBUTE, json.dumps(dtypes))
@@ -545,6 +556,34 @@ def plot_xy(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], name:
             plot.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
         else:
             plot.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleNone)
+        chart.AddAndObservePlotSeriesNodeID(plot.GetID())
+    return chart
+
+
+def plot_columns(table_node, x_column: str, y_columns: Sequence[str], name: str, chart=None, x_title: str = "",
+                 y_title: str = ""):
+    """A line per column of ``y_columns`` against ``x_column``, all from the one table node; returns the chart node.
+
+    Given an existing ``chart``, only the columns it does not plot yet are added (a table that grows new
+    columns, such as a training curve whose validation starts later)."""
+    slicer = _slicer()
+    scene = table_node.GetScene()
+    if chart is None:
+        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+        chart.SetTitle(name)
+        chart.SetXAxisTitle(x_title or x_column)
+        chart.SetYAxisTitle(y_title)
+    plotted = {chart.GetNthPlotSeriesNode(i).GetYColumnName() for i in range(chart.GetNumberOfPlotSeriesNodes())}
+    for column in y_columns:
+        if column in plotted:
+            continue
+        plot = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} {column}")
+        plot.SetAndObserveTableNodeID(table_node.GetID())
+        plot.SetXColumnName(x_column)
+        plot.SetYColumnName(column)
+        plot.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        plot.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+        plot.SetUniqueColor()
         chart.AddAndObservePlotSeriesNodeID(plot.GetID())
     return chart
 
