@@ -13,9 +13,14 @@ loop at 1000 draws would take about a day, so it is extrapolated from its own ti
 each cell and the number of fits that cell needs at --target draws (taken from the measured run,
 as forward selection may stop at another step with more draws).
 `--skip-plain` times only run_grid (its estimates are then not compared).
+`--clinical` times run_grid instead on a clinical-like set (numbers with 10 % missing, categorical
+factors one-hot with an "unknown" column; the fast paths impute as the pipeline does) against the
+numeric set of the same size: seconds, fits made (forward selection may stop at another step on
+the other set) and milliseconds per fit, and their ratios; `--repeat R` times each set R times,
+alternately, and keeps the fastest (on a shared machine the load changes between runs).
 
 Usage: python bench/grid_speed.py [--patients 60] [--features 100] [--draws 50] [--paper] [--workers 1 2]
-       [--target 1000] [--run-target [WORKERS ...]] [--skip-plain]
+       [--target 1000] [--run-target [WORKERS ...]] [--skip-plain] [--clinical [--repeat 1]]
 """
 
 from __future__ import annotations
@@ -89,6 +94,11 @@ def main() -> None:
     parser.add_argument("--run-target", type=int, nargs="*", metavar="WORKERS",
                         help="also run run_grid at --target draws with these worker counts (default: --workers)")
     parser.add_argument("--skip-plain", action="store_true", help="time run_grid only")
+    parser.add_argument("--clinical", action="store_true",
+                        help="time a clinical-like set (missing values, one-hot factors) against the numeric set "
+                             "instead")
+    parser.add_argument("--repeat", type=int, default=1, help="with --clinical: time each set this often, keep the "
+                        "fastest")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(args.patients, args.features)),
@@ -96,6 +106,9 @@ def main() -> None:
     y = (X["f0"] - X["f1"] + rng.normal(0, 1, args.patients) > 0).astype(int).to_numpy()
     selectors = PAPER_SELECTORS if args.paper else ("wilcoxon", "relieff")
     classifiers = PAPER_CLASSIFIERS if args.paper else ("nb", "lda", "knn")
+    if args.clinical:
+        clinical_table(X, y, selectors, classifiers, args)
+        return
     draws = bootstrap_indices(y, args.draws, random_state=0)
 
     # ranking the features (each selector once, on all patients) costs the same in both methods and does
@@ -142,6 +155,54 @@ def main() -> None:
         print(f"{method:<12} {workers:>7} {n_draws:>6} {seconds:>9.1f} {difference:>11.2e} {at_target:>18.0f} "
               f"{speedup}   ({how})")
     print("speed-up: the plain loop's time at the target (extrapolated from its own time per fit) over the row's")
+
+
+def clinical_like(patients: int, columns: int, rng) -> tuple[pd.DataFrame, np.ndarray]:
+    """Clinical factors as rtresponse.models.tables.encode_clinical gives them: about half the columns numbers
+    with 10 % missing, the rest categorical factors one-hot (levels a, b and unknown for the missing)."""
+    factors = columns // 6
+    frame = {}
+    for j in range(columns - 3 * factors):
+        values = rng.normal(60, 10, patients).round() if j % 2 else rng.lognormal(1, 0.5, patients)
+        values[rng.random(patients) < 0.1] = np.nan
+        frame[f"number{j}"] = values
+    for j in range(factors):
+        level = rng.choice(3, patients, p=[0.5, 0.4, 0.1])
+        for code, name in enumerate(("a", "b", "unknown")):
+            frame[f"factor{j}={name}"] = (level == code).astype(float)
+    X = pd.DataFrame(frame)
+    signal = X["number0"].fillna(X["number0"].median()).rank() / patients + X.iloc[:, -3]
+    y = (signal + rng.normal(0, 0.5, patients) > signal.median()).astype(int).to_numpy()
+    return X, y
+
+
+def clinical_table(X, y, selectors, classifiers, args) -> None:
+    """run_grid on a clinical-like set and on the numeric set of the same size: seconds, fits and time per fit."""
+    clinical, y_clinical = clinical_like(*X.shape, np.random.default_rng(1))
+    missing = clinical.isna().to_numpy().mean()
+    one_hot = sum("=" in c for c in clinical.columns)
+    print(f"{args.patients} patients x {args.features} columns, {len(selectors)} x {len(classifiers)} cells "
+          f"({', '.join(selectors)} x {', '.join(classifiers)}), k = {args.k}, forward selection, {args.draws} draws; "
+          f"clinical-like: {args.features - one_hot} numbers ({missing:.1%} of all cells missing), "
+          f"{one_hot // 3} factors one-hot in {one_hot} columns")
+    for frame, outcome in ((X, y), (clinical, y_clinical)):  # imports and each fast path's check, once per process
+        _timed_grid(frame.iloc[:, : 2 * args.k], outcome, selectors, classifiers, args.k, 2, 1)
+    print(f"{'set':<10} {'workers':>7} {'seconds':>9} {'fits':>7} {'ms per fit':>11}")
+    sets = {"numeric": (X, y), "clinical": (clinical, y_clinical)}
+    for workers in args.workers:
+        seconds, times, chosen = {}, {}, {}
+        for _ in range(args.repeat):  # alternately, so that a change of load meets both sets
+            for name, (frame, outcome) in sets.items():
+                elapsed, _, chosen[name] = _timed_grid(frame, outcome, selectors, classifiers, args.k, args.draws,
+                                                       workers)
+                seconds[name] = min(seconds.get(name, np.inf), elapsed)
+        for name, (frame, outcome) in sets.items():
+            k = min(args.k, frame.shape[1])
+            fits = sum(forward_evaluations(n, k) for n in chosen[name].values()) * (args.draws + 1)
+            times[name] = (seconds[name], 1000 * seconds[name] / fits)
+            print(f"{name:<10} {workers:>7} {seconds[name]:>9.1f} {fits:>7} {times[name][1]:>11.2f}")
+        print(f"{'ratio':<10} {workers:>7} {times['clinical'][0] / times['numeric'][0]:>8.2f}x {'':>7} "
+              f"{times['clinical'][1] / times['numeric'][1]:>10.2f}x   (clinical / numeric)")
 
 
 def _timed_grid(X, y, selectors, classifiers, k, draws, workers) -> tuple[float, dict, dict]:

@@ -162,15 +162,15 @@ def bootstrap_632plus_auc(estimator, X, y, n_bootstrap: int = 1000, random_state
     ``indices`` (from :func:`bootstrap_indices`) reuses draws across models for paired
     comparisons; otherwise they are drawn from ``random_state``. ``n_jobs`` fits bootstraps in
     parallel (joblib). ``fast`` ("nb", "lda", "knn", "svm" or "rf") says that ``estimator`` is that classifier
-    of :func:`rtresponse.models.classifiers.make_classifier` (behind the median imputer) and that
-    X has no missing values: the fits then skip scikit-learn's per-fit machinery (:mod:`.fast_fits`),
-    with the same result.
+    of :func:`rtresponse.models.classifiers.make_classifier` behind the median imputer (as
+    :func:`rtresponse.models.grid._with_imputer` builds it): the fits, imputation included, then
+    skip scikit-learn's per-fit machinery (:mod:`.fast_fits`), with the same result.
     """
     from sklearn.base import clone
 
     from ..inputs import model_matrix
 
-    model_matrix(X, None if fast else estimator)  # the fast paths say themselves that they need complete rows
+    model_matrix(X, None if fast else estimator)  # the fast paths impute as the grid's pipeline does
 
     y = _binary(y)
     if len(y) != (X.shape[0] if hasattr(X, "shape") else len(X)):
@@ -202,21 +202,21 @@ def _fast_params(name: str, estimator) -> dict:
 
 
 def _fast_bootstrap(name: str, X, y: np.ndarray, draws: np.ndarray, params: dict | None = None) -> BootstrapResult:
-    from .fast_fits import FAST_CLASSIFIERS, fit_predict
+    from .fast_fits import FAST_CLASSIFIERS, fit_predict, median_fill
 
     if name not in FAST_CLASSIFIERS:
         raise InputError(f"no fast path for classifier '{name}' (fast paths: {', '.join(FAST_CLASSIFIERS)})")
     values = np.asarray(X, dtype=float)
-    if np.isnan(values).any():
-        raise InputError("the fast path needs features without missing values")
+    # the pipeline's median imputer, fitted on each draw's training rows: all draws' medians at once
+    fills = median_fill(values, draws) if np.isnan(values).any() else [None] * len(draws)
     everyone = np.arange(y.size)
     params = params or {}
     apparent = fast_auc(y, fit_predict(name, values, y, everyone, everyone, **params))
     results = []
-    for sample in draws:
+    for sample, fill in zip(draws, fills):
         out = np.ones(y.size, bool)
         out[sample] = False
-        probability = fit_predict(name, values, y, sample, np.flatnonzero(out), **params)
+        probability = fit_predict(name, values, y, sample, np.flatnonzero(out), fill, **params)
         y_out = y[out]
         predicted = probability > 0.5  # predict(): the more probable class, class 0 on a tie
         results.append((fast_auc(y_out, probability), float(np.mean(predicted[y_out == 1])),

@@ -4,11 +4,12 @@ In the 0.632+ grid most of the time goes to scikit-learn's per-fit machinery (cl
 validation, the Pipeline, a fresh RandomState per tree), not to arithmetic: forward selection
 works on at most ``k`` (10) features. For the classifiers of :mod:`rtresponse.models.classifiers`
 this module reproduces, for one bootstrap draw, exactly what the scikit-learn pipeline would
-compute: ``nb``, ``lda`` and ``knn`` in numpy (behind the StandardScaler), ``svm`` by calling
+compute: the median imputer in numpy (fitted on each draw's training rows, all draws at once),
+then ``nb``, ``lda`` and ``knn`` in numpy (behind the StandardScaler), ``svm`` by calling
 libsvm and scikit-learn's Platt calibration directly, ``rf`` tree by tree with scikit-learn's
 Cython tree builder. Tests compare each with the scikit-learn pipeline (to 1e-8; the forest and
 the SVM to the last bit). :func:`rtresponse.evaluation.bootstrap.bootstrap_632plus_auc` uses them
-when asked to (``fast="nb"`` etc.) on data without missing values.
+when asked to (``fast="nb"`` etc.), with or without missing values.
 """
 
 from __future__ import annotations
@@ -19,13 +20,70 @@ import warnings
 import numpy as np
 
 FAST_CLASSIFIERS = ("nb", "lda", "knn", "svm", "rf")
+_FILL_CHUNK = 2 ** 22  # values sorted at once by median_fill (32 MB)
+
+
+def _scaler(rows: np.ndarray):
+    """StandardScaler().fit(rows): ``(mean_, scale_)``, computed as scikit-learn computes them.
+
+    The variance is the corrected two-pass sum of ``_incremental_mean_and_var``, and a feature is
+    left unscaled when that variance is within its rounding-error bound (``_is_constant_feature``),
+    not when the SD is below 10 eps: a feature that is constant at 70.2 in a bootstrap sample has an
+    SD of about 1e-14 from rounding, which scikit-learn does not divide by.
+    """
+    n = rows.shape[0]
+    mean = rows.sum(axis=0) / n
+    centred = rows - mean
+    var = ((centred ** 2).sum(axis=0) - centred.sum(axis=0) ** 2 / n) / n
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    return mean, np.where(constant, 1.0, np.sqrt(var))
 
 
 def _standardise(train: np.ndarray, test: np.ndarray):
-    mean = train.mean(axis=0)
-    scale = train.std(axis=0)
-    scale[scale < 10 * np.finfo(float).eps] = 1.0  # StandardScaler leaves constant features unscaled
+    mean, scale = _scaler(train)
     return (train - mean) / scale, (test - mean) / scale
+
+
+def median_fill(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``SimpleImputer(strategy="median", keep_empty_features=True).fit(X[r]).statistics_`` for each row set r.
+
+    ``rows``: one row set (n,) or several (draws x n, repeats allowed), giving (p,) or (draws x p).
+    Only columns with a missing value are computed (the others are 0: nothing to fill), all row
+    sets at once (in chunks of draws of ``_FILL_CHUNK`` values: a wide set must not take gigabytes).
+    """
+    rows = np.asarray(rows)
+    fill = np.zeros(rows.shape[:-1] + (X.shape[1],))
+    missing = np.flatnonzero(np.isnan(X).any(axis=0))
+    if missing.size == 0:
+        return fill
+    values = X[:, missing]
+    if rows.ndim == 1:
+        fill[missing] = _medians(values[rows])
+        return fill
+    step = max(1, _FILL_CHUNK // (rows.shape[1] * missing.size))
+    for start in range(0, rows.shape[0], step):
+        fill[start:start + step, missing] = _medians(values[rows[start:start + step]])
+    return fill
+
+
+def _medians(values: np.ndarray) -> np.ndarray:
+    """NaN-ignoring medians along axis -2, as ``np.ma.median`` computes them; 0 where all are missing.
+
+    The two middle values of the sorted non-missing ones, summed and halved (the middle one twice
+    for an odd count); a column without any value is imputed 0 (``keep_empty_features``).
+    """
+    ordered = np.sort(values, axis=-2)  # NaN sort last
+    count = (~np.isnan(ordered)).sum(axis=-2, keepdims=True)
+    high = count // 2
+    low = np.where(count % 2 == 1, high, np.maximum(high - 1, 0))
+    pair = np.take_along_axis(ordered, np.concatenate([low, high], axis=-2), axis=-2)
+    median = (pair[..., 0, :] + pair[..., 1, :]) / 2.0
+    return np.where(count[..., 0, :] == 0, 0.0, median)
+
+
+def _impute(rows: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(rows), fill, rows)
 
 
 def _nb(train, y, test):
@@ -37,9 +95,22 @@ def _nb(train, y, test):
         theta = rows.mean(axis=0)
         var = rows.var(axis=0) + epsilon
         prior = rows.shape[0] / train.shape[0]
-        jll.append(np.log(prior) - 0.5 * np.sum(np.log(2 * np.pi * var))
-                   - 0.5 * np.sum((test - theta) ** 2 / var, axis=1))
-    return 1.0 / (1.0 + np.exp(jll[0] - jll[1]))
+        # GaussianNB's own order of operations: a feature constant in the training rows has variance
+        # epsilon, so both classes' terms can be ~1e10 with a difference of ~1, and rounding shows
+        jll.append(np.log(prior) + (-0.5 * np.sum(np.log(2.0 * np.pi * var))
+                                    - 0.5 * np.sum((test - theta) ** 2 / var, axis=1)))
+    return np.exp(jll[1] - _logsumexp2(jll[0], jll[1]))
+
+
+def _logsumexp2(a, b):
+    """scikit-learn's ``_logsumexp`` (as GaussianNB.predict_proba normalises) of two columns."""
+    top = np.maximum(a, b)
+    ties = np.where(a == b, 2.0, 1.0)  # how many columns hold the maximum
+    shift = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(invalid="ignore"):
+        rest = np.where(a == b, 0.0, np.exp(np.minimum(a, b) - shift))  # the maxima count as exp(-inf) = 0
+    rest = np.where(rest == 0, rest, rest / ties)
+    return np.log1p(rest) + np.log(ties) + top
 
 
 def _ledoit_wolf(x):
@@ -62,9 +133,8 @@ def _ledoit_wolf(x):
 
 def _shrunk_cov(rows):
     """sklearn's LDA `_cov(X, shrinkage="auto")`: Ledoit-Wolf on standardised data, scaled back."""
-    scale = rows.std(axis=0)
-    scale[scale < 10 * np.finfo(float).eps] = 1.0
-    shrunk = _ledoit_wolf((rows - rows.mean(axis=0)) / scale)
+    mean, scale = _scaler(rows)
+    shrunk = _ledoit_wolf((rows - mean) / scale)
     return scale[:, None] * shrunk * scale[None, :]
 
 
@@ -80,19 +150,53 @@ def _lda(train, y, test):
 
 
 def _knn(train, y, test, k=5):
-    """StandardScaler + KNeighborsClassifier(5, weights="distance"): P(class 1)."""
-    distances = np.sqrt(np.maximum(
-        (test ** 2).sum(1)[:, None] + (train ** 2).sum(1)[None, :] - 2 * test @ train.T, 0.0))
+    """StandardScaler + KNeighborsClassifier(5, weights="distance"): P(class 1).
+
+    The neighbours must be those scikit-learn's search returns, which matters where distances tie
+    (clinical numbers, one-hot columns, imputed medians): the numpy search is used only where the
+    classifier would use a KD-tree and no tie at the k-th neighbour could change the vote; else
+    the classifier's own search decides.
+    """
     k = min(k, train.shape[0])
-    nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
-    d = np.take_along_axis(distances, nearest, axis=1)
+    distance = None
+    if _uses_kd_tree(train, k):
+        distances = np.sqrt(((test[:, None, :] - train[None, :, :]) ** 2).sum(axis=2))  # as the tree: exact zeros
+        nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        distance = np.take_along_axis(distances, nearest, axis=1)
+        if _tie_could_change_vote(distances, distance.max(axis=1, keepdims=True), y, k):
+            distance = None
+    if distance is None:
+        distance, nearest = _sklearn_neighbours(train, test, k)
     with np.errstate(divide="ignore"):
-        weights = 1.0 / d
-    exact = d == 0
+        weights = 1.0 / distance
+    exact = distance == 0
     rows = exact.any(axis=1)
     weights[rows] = exact[rows].astype(float)  # a zero distance outvotes everything, as in sklearn
     positive = (y[nearest] == 1) * weights
     return positive.sum(axis=1) / weights.sum(axis=1)
+
+
+def _uses_kd_tree(train, k) -> bool:
+    """KNeighborsClassifier(algorithm="auto")'s choice: a KD-tree unless there are many features or few rows."""
+    return train.shape[1] <= 15 and k < train.shape[0] // 2
+
+
+def _tie_could_change_vote(distances, kth, y, k) -> bool:
+    """Whether some test row has more than k candidates up to its k-th distance (to rounding), of both classes
+    at that distance: which of them are taken then depends on the search's order."""
+    tied = np.abs(distances - kth) <= 1e-9 * kth  # closer than this, two distances may be ordered either way
+    crowded = (distances <= kth + 1e-9 * kth).sum(axis=1) > k
+    mixed = (tied & (y == 1)).any(axis=1) & (tied & (y == 0)).any(axis=1)
+    return bool((crowded & mixed).any())
+
+
+def _sklearn_neighbours(train, test, k):
+    """KNeighborsClassifier's own search (KD-tree or brute force, as it chooses), ties broken as it breaks them."""
+    from sklearn.neighbors import KDTree, NearestNeighbors
+
+    if _uses_kd_tree(train, k):
+        return KDTree(train, leaf_size=30, metric="euclidean").query(test, k)
+    return NearestNeighbors(n_neighbors=k).fit(train).kneighbors(test)
 
 
 def _rf(train, y, test, n_estimators=100, random_state=0):
@@ -199,14 +303,21 @@ _FITS = {"nb": _nb, "lda": _lda, "knn": _knn, "svm": _svm, "rf": _rf}
 
 
 def fit_predict(name: str, X: np.ndarray, y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray,
-                **params) -> np.ndarray:
+                fill: np.ndarray | None = None, **params) -> np.ndarray:
     """P(class 1) of ``test_rows`` from classifier ``name`` fitted on ``train_rows`` (repeats allowed).
 
-    ``params``: the forest's ``n_estimators`` and ``random_state`` for ``rf``.
+    Behind the median imputer, as :func:`rtresponse.models.grid._with_imputer`: missing values
+    of both row sets become the medians of the training rows, ``fill`` where the caller has
+    computed them (:func:`median_fill`, for many draws at once). ``params``: the forest's
+    ``n_estimators`` and ``random_state`` for ``rf``.
     """
+    train, test = X[train_rows], X[test_rows]
+    if fill is not None or np.isnan(train).any() or np.isnan(test).any():
+        fill = median_fill(X, train_rows) if fill is None else fill
+        train, test = _impute(train, fill), _impute(test, fill)
     if name == "rf":
-        return _rf(X[train_rows], y[train_rows], X[test_rows], **params)
-    train, test = _standardise(X[train_rows], X[test_rows])
+        return _rf(train, y[train_rows], test, **params)
+    train, test = _standardise(train, test)
     return _FITS[name](train, y[train_rows], test)
 
 
@@ -222,14 +333,16 @@ def agrees_with_scikit_learn(name: str) -> bool:
     import sklearn
 
     from ..models.classifiers import make_classifier
+    from ..models.grid import _with_imputer
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(40, 4)) * [1.0, 10.0, 0.1, 1.0]
     y = (X[:, 0] + rng.normal(0, 1, 40) > 0).astype(int)
+    X[rng.random((40, 4)) < 0.1] = np.nan  # through the grid's imputer, as the grid fits
     train = rng.integers(0, 40, 40)
     test = np.setdiff1d(np.arange(40), train)  # out of bag, as in the bootstrap
     try:
-        expected = make_classifier(name).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+        expected = _with_imputer(make_classifier(name)).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
         agrees = bool(np.allclose(fit_predict(name, X, y, train, test), expected, rtol=0, atol=1e-8))
     except (ImportError, AttributeError, TypeError, ValueError):  # private scikit-learn API changed
         agrees = False

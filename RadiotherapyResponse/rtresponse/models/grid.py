@@ -75,14 +75,15 @@ _COST = {"rf": 40.0, "lr": 25.0, "svm": 8.0, "lda": 2.5}
 
 
 def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, draws: np.ndarray, k: int,
-                   n_bootstrap: int, forward: bool, selection: str, complete: bool, random_state, n_jobs):
+                   n_bootstrap: int, forward: bool, selection: str, random_state, n_jobs):
     """One grid cell: (chosen features, BootstrapResult)."""
     from ..evaluation.bootstrap import bootstrap_632plus_auc, forward_selection
     from ..evaluation.fast_fits import FAST_CLASSIFIERS, agrees_with_scikit_learn
     from ..selection import make_selector
 
     model = _with_imputer(make_classifier(classifier_name, random_state))
-    fast = (classifier_name if complete and classifier_name in FAST_CLASSIFIERS
+    # the fast fits impute missing values as this pipeline does, so sets with NaN take them too
+    fast = (classifier_name if classifier_name in FAST_CLASSIFIERS
             and agrees_with_scikit_learn(classifier_name) else None)
     if selection == "inside":
         from sklearn.impute import SimpleImputer
@@ -124,7 +125,6 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
     for name in classifiers:
         make_classifier(name)  # unknown names fail before any work
     workers = 1 if n_jobs in (None, 1) else n_jobs
-    complete = not X.isna().to_numpy().any()  # numpy fast fits need no imputation
     subsets = _undersampled(y, undersample, random_state)
     tasks = []  # (subset number, selector, classifier, arguments)
     first_indices = None
@@ -139,7 +139,7 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
             for classifier_name in classifiers:
                 tasks.append((subset_number, selector_name, classifier_name,
                               (selector_name, classifier_name, Xs, ys, top, draws, k, n_bootstrap, forward, selection,
-                               complete, random_state, 1 if workers > 1 else n_jobs)))
+                               random_state, 1 if workers > 1 else n_jobs)))
     results = _run_cells(tasks, workers, progress, should_cancel)
     rows, per_bootstrap = [], {}
     for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
