@@ -52,7 +52,8 @@ def training_cohort(tmp_path_factory):
 def test_predict_and_train_arguments(tmp_path):
     assert rv.predictArguments(tmp_path / "m.csv", tmp_path / "model.pt", "auto", 0.35, tmp_path / "out") == [
         "recurrence", "predict", "--manifest", str(tmp_path / "m.csv"), "--ct", "CT", "--pet", "PET", "--gtv", "GTV",
-        "--model", str(tmp_path / "model.pt"), "--threshold", "0.35", "--device", "auto", "--out", str(tmp_path / "out")]
+        "--model", str(tmp_path / "model.pt"), "--threshold", "0.35", "--device", "auto",
+        "--out", str(tmp_path / "out")]
     assert rv.trainArguments("c.csv", "out", "cpu", 500, 5, 0.1) == [
         "recurrence", "train", "--manifest", "c.csv", "--epochs", "500", "--runs", "5", "--lr", "0.1",
         "--device", "cpu", "--out", "out"]
@@ -167,7 +168,8 @@ def test_a_prediction_job_loads_the_probability_map_and_the_outputs_into_the_sce
     testdata.checkRecurrenceOutputs(nodes, ct)
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == nodes_before + 1
     assert nodes.probability.GetAttribute(rv.OUTPUT_ATTRIBUTE) == "1" and rv.appliedThreshold(nodes) == 0.5
-    assert panel.label.text.startswith(f"'{nodes.segmentation.GetName()}'") and "Dice with the relapse" in panel.label.text
+    assert panel.label.text.startswith(f"'{nodes.segmentation.GetName()}'")
+    assert "Dice with the relapse" in panel.label.text
     # the job's map is the in-process prediction's (the box is the model file's in both)
     direct = rv.predict(ct, pet, segmentation, gtv, model=str(model), device="cpu", name="direct")
     np.testing.assert_allclose(_array(nodes.probability), _array(direct.probability), atol=1e-5)

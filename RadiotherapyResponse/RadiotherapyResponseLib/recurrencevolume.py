@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .segments import findSegment, inputVolumes, named
+
 CASE = "patient"  # the one case of the exported cohort
 CT, PET, GTV = "CT", "PET", "GTV"  # its image_CT, image_PET and mask_GTV columns
 PREDICTION_FOLDER = "prediction"
@@ -87,31 +89,6 @@ def inputProblem(p) -> str | None:
     if p.modelPath and not os.path.isfile(p.modelPath):
         return f"Model file not found: {p.modelPath}. Clear it to make only the baselines."
     return None
-
-
-def named(node, *words) -> bool:
-    """The node's name holds one of ``words`` as a word of its own ("PET", "pre-CT", not "spectrum")."""
-    return any(re.search(rf"(^|[^a-z]){word}([^a-z]|$)", node.GetName().lower()) for word in words)
-
-
-def inputVolumes(scene, outputAttribute: str) -> list:
-    """The scene's scalar volumes that are not label maps nor outputs of the module (``outputAttribute``)."""
-    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-    return [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(outputAttribute)]
-
-
-def findSegment(scene, words, outputAttribute: str):
-    """(segmentation, segment id) of the first segment whose name contains one of ``words``; (None, None)."""
-    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
-        segmentation = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-        if segmentation.GetAttribute(outputAttribute):
-            continue
-        segments = segmentation.GetSegmentation()
-        for k in range(segments.GetNumberOfSegments()):
-            if any(word in segments.GetNthSegment(k).GetName().lower() for word in words):
-                return segmentation, segments.GetNthSegmentID(k)
-    return None, None
 
 
 def guessInputs(p, scene) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def setUpSegmentEditor(editor, segmentEditorNode) -> None:
     """An embedded segment editor driven by the module's inputs, with its own parameter node (set before the scene,
@@ -63,6 +65,31 @@ def guessInputs(parameterNode, scene, volume: str = "inputVolume", segmentation:
         found = scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
         if found:
             setattr(parameterNode, segmentation, found)
+
+
+def named(node, *words, wordEnd: bool = True) -> bool:
+    """The node's name holds one of ``words`` as a word of its own ("PET", "pre-CT", not "spectrum"); with
+    ``wordEnd`` False, also as the start of a word ("T1w", "MRI")."""
+    end = "([^a-z]|$)" if wordEnd else ""
+    return any(re.search(rf"(^|[^a-z]){word}{end}", node.GetName().lower()) for word in words)
+
+
+def inputVolumes(scene, outputAttribute: str) -> list:
+    """The scene's scalar volumes that are not label maps nor outputs of the module (``outputAttribute``)."""
+    return [v for v in _nodes(scene, "vtkMRMLScalarVolumeNode")
+            if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(outputAttribute)]
+
+
+def findSegment(scene, words, outputAttribute: str):
+    """(segmentation, segment id) of the first segment whose name contains one of ``words``; (None, None)."""
+    for segmentation in _nodes(scene, "vtkMRMLSegmentationNode"):
+        if segmentation.GetAttribute(outputAttribute):
+            continue
+        segments = segmentation.GetSegmentation()
+        for k in range(segments.GetNumberOfSegments()):
+            if any(word in segments.GetNthSegment(k).GetName().lower() for word in words):
+                return segmentation, segments.GetNthSegmentID(k)
+    return None, None
 
 
 def _nodes(scene, className: str) -> list:

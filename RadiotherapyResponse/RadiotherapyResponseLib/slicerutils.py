@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 def hubSettings():
-    """Device, weights folder, workers and models folder: the Radiotherapy Response module's settings (read each time: they may
-    change while a module is open)."""
+    """Device, weights folder, workers and models folder: the Radiotherapy Response module's settings (read each
+    time: they may change while a module is open)."""
     import RadiotherapyResponse
 
     return RadiotherapyResponse.RadiotherapyResponseLogic().settings()

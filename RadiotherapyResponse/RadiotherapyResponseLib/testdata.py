@@ -98,3 +98,83 @@ def checkRecurrenceOutputs(nodes, ct, withMetrics: bool = True) -> None:
     assert nodes.segmentation.GetSegmentation().GetNumberOfSegments() == 3  # predicted, SUVmax, GTV
     if withMetrics:
         assert list(mrml.table_node_to_dataframe(nodes.metrics).index) == ["CNN", "SUVmax 38%", "GTV"]
+
+
+RESIDUAL_SMALL = dict(network="squeezenet", weights=None, input_size=32, epochs=1, learning_rate=0.01, batch_size=32)
+RESIDUAL_UNET_FEATURES = (4, 4, 8, 8, 16, 4)
+
+
+def residualModels(folder):
+    """A synthetic 4-patient cohort in ``folder`` and two small residual classifiers (SqueezeNet on 32-pixel crops,
+    one epoch from random weights: tests check plumbing, not accuracy); returns (manifest, ccrt path, ic path)."""
+    import os
+
+    from rtresponse.cohort import load_manifest
+    from rtresponse.residual.classification import ClassifierConfig, save_classifier, train_classifier
+    from rtresponse.residual.slices import rectangular_crops
+    from rtresponse.sampledata.synthetic import write_cohort
+
+    manifest = write_cohort(os.path.join(folder, "cohort"), n_patients=4, size=(48, 48, 16))
+    cohort = load_manifest(manifest)
+    pids, paths = list(cohort.patient_ids), []
+    for offset, regimen in enumerate(("CCRT", "IC+CCRT")):
+        config = ClassifierConfig(**RESIDUAL_SMALL, regimen=regimen)
+        samples = []
+        for pid in pids:
+            image = cohort.read_image(pid, "T1")
+            samples += rectangular_crops(image, cohort.read_mask(pid, "GTVp", image="T1", reference=image), pid,
+                                         **config.crop_options())
+        labels = {pid: (i + offset) % 2 for i, pid in enumerate(pids)}  # plumbing only: any two classes
+        paths.append(os.path.join(folder, f"{regimen}.pt"))
+        save_classifier(paths[-1], train_classifier(samples, labels, config))
+    return manifest, paths[0], paths[1]
+
+
+def residualScene(scene, manifest):
+    """The first patient of ``manifest``: its T1 MR and a segmentation with its GTVp; returns (mr, segmentation,
+    GTVp id)."""
+    from rtresponse import mrml
+    from rtresponse.cohort import load_manifest
+
+    cohort = load_manifest(manifest)
+    nodes = mrml.load_patient(cohort, list(cohort.patient_ids)[0], scene=scene, images=["T1"], masks=["GTVp"])
+    segmentation = nodes["segmentation"]
+    return nodes["volumes"]["T1"], segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("GTVp")
+
+
+def saveResidualSegmenter(path):
+    """An untrained small U-Net segmenter at threshold 0 (its probabilities are near 0.5: it finds a tumour for
+    sure; plumbing only)."""
+    from rtresponse.residual.segmentation import Segmenter, SegmenterConfig, make_segmenter, save_segmenter
+
+    config = SegmenterConfig(architecture="unet", input_size=32, unet_features=RESIDUAL_UNET_FEATURES,
+                             backbone_weights=None, threshold=0.0)
+    return save_segmenter(path, Segmenter(make_segmenter("unet", None, unet_features=RESIDUAL_UNET_FEATURES), config))
+
+
+def checkResidualOutputs(nodes, mr, gradcam: bool = True) -> None:
+    """What a residual run must give, however it was made: a table with the slices and the patient row (the mean of
+    the slices, the recommendation), Grad-CAM maps in [0, 1] on the MR's grid when asked."""
+    import numpy as np
+    import slicer
+    from rtresponse import mrml
+
+    from .residualtumor import OUTPUT_ATTRIBUTE, RECOMMENDATION_ATTRIBUTE, RECOMMENDATIONS, REGIMENS
+
+    assert nodes.recommendation in RECOMMENDATIONS and nodes.recommendation in nodes.reasoning, nodes.reasoning
+    assert nodes.table.GetAttribute(RECOMMENDATION_ATTRIBUTE) == nodes.recommendation
+    frame = mrml.table_node_to_dataframe(nodes.table)
+    assert frame.index[-1] == "patient" and len(frame) >= 2, list(frame.index)
+    assert frame.loc["patient", "recommendation"] == nodes.recommendation
+    for regimen, column in zip(REGIMENS, ("p_residual_CCRT", "p_residual_IC_CCRT")):
+        values = frame[column].astype(float)
+        assert ((values >= 0) & (values <= 1)).all()
+        assert abs(values.iloc[:-1].mean() - values["patient"]) < 1e-5  # the patient's is the mean of its slices
+        assert abs(nodes.probabilities[regimen] - values["patient"]) < 1e-5
+    assert set(nodes.gradcam) == (set(REGIMENS) if gradcam else set())
+    for node in nodes.gradcam.values():
+        assert node.GetImageData().GetDimensions() == mr.GetImageData().GetDimensions()
+        assert np.allclose(node.GetSpacing() + node.GetOrigin(), mr.GetSpacing() + mr.GetOrigin(), atol=1e-5)
+        cam = slicer.util.arrayFromVolume(node)
+        assert 0.0 <= float(cam.min()) and float(cam.max()) <= 1.0
+        assert node.GetAttribute(OUTPUT_ATTRIBUTE) == "1"

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import options
+from . import options, progress
 from .errors import InputError, RTResponseError
 from .inputs import read_table
 from .outputs import FILE, FOLDER, Output, writes
@@ -48,12 +48,33 @@ def _networks(names) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _report(record: dict) -> None:
-    if record.get("stage") == "training":
-        validation = (f", validation loss {record['validation_loss']:.4f}, AUC {record['validation_auc']:.3f}"
-                      if "validation_loss" in record else "")
-        print(f"{record['network']} {record['regimen']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
-              f"accuracy {record['train_accuracy']:.3f}{validation}, {record['seconds']:.1f} s", file=sys.stderr)
+def _reporter(total_epochs: int):
+    """The ``progress`` callback of a study: loading as a progress stage, each epoch printed, as an ``epoch`` event
+    (the modules' live curves) and on a training bar of ``total_epochs`` (networks x regimens x epochs)."""
+    loading, training = progress.Bar("loading patients"), progress.Bar("training", unit="epoch")
+    trained = [0]
+
+    def report(record: dict) -> None:
+        if record.get("stage") == "loading":
+            loading(record["done"], record["total"])
+        elif record.get("stage") == "training":
+            validation = (f", validation loss {record['validation_loss']:.4f}, AUC {record['validation_auc']:.3f}"
+                          if "validation_loss" in record else "")
+            print(f"{record['network']} {record['regimen']} epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+                  f"accuracy {record['train_accuracy']:.3f}{validation}, {record['seconds']:.1f} s", file=sys.stderr)
+            progress.epoch(record)
+            trained[0] += 1
+            training(trained[0], total_epochs, f"{record['network']} {record['regimen']} epoch {record['epoch']}: "
+                                               f"loss {record['train_loss']:.3f}" + (
+                                                   f", validation AUC {record['validation_auc']:.3f}"
+                                                   if "validation_auc" in record else ""))
+
+    def close() -> None:
+        loading.close()
+        training.close()
+
+    report.close = close
+    return report
 
 
 def _file_record(path: Path) -> dict:
@@ -112,21 +133,25 @@ def _train(args) -> int:
     counterfactual = dict(zip(("CCRT", "IC+CCRT"), args.counterfactual)) if args.counterfactual else None
     args.out.mkdir(parents=True, exist_ok=True)
     results, metrics, histories = {}, [], []
-    for network in networks:
-        config = ClassifierConfig(network=network, weights=weights, input_size=args.input_size,
-                                  learning_rate=args.lr, momentum=args.momentum, batch_size=args.batch_size,
-                                  epochs=args.epochs, unit=args.unit, flip=args.flip, threshold=args.threshold,
-                                  margin_mm=args.margin, min_pixels=args.min_pixels, amp=args.amp, seed=args.seed,
-                                  keep=args.keep, validation_fraction=args.validation_fraction)
-        result = run_study(cohort, config, args.image, args.mask, args.regimen, args.outcome, seed=args.seed,
-                           split=split, counterfactual=counterfactual, device=device,
-                           weights_folder=args.weights_folder, progress=_report)
-        results[network] = result
-        metrics.append(result.metrics)
-        histories += [record for model in result.models.values() for record in model.history]
-        if len(networks) > 1:
-            for regimen, name in (("CCRT", "ccrt.pt"), ("IC+CCRT", "ic_ccrt.pt")):
-                save_classifier(args.out / network / name, result.models[regimen])
+    report = _reporter(len(networks) * 2 * args.epochs)
+    try:
+        for network in networks:
+            config = ClassifierConfig(network=network, weights=weights, input_size=args.input_size,
+                                      learning_rate=args.lr, momentum=args.momentum, batch_size=args.batch_size,
+                                      epochs=args.epochs, unit=args.unit, flip=args.flip, threshold=args.threshold,
+                                      margin_mm=args.margin, min_pixels=args.min_pixels, amp=args.amp, seed=args.seed,
+                                      keep=args.keep, validation_fraction=args.validation_fraction)
+            result = run_study(cohort, config, args.image, args.mask, args.regimen, args.outcome, seed=args.seed,
+                               split=split, counterfactual=counterfactual, device=device,
+                               weights_folder=args.weights_folder, progress=report)
+            results[network] = result
+            metrics.append(result.metrics)
+            histories += [record for model in result.models.values() for record in model.history]
+            if len(networks) > 1:
+                for regimen, name in (("CCRT", "ccrt.pt"), ("IC+CCRT", "ic_ccrt.pt")):
+                    save_classifier(args.out / network / name, result.models[regimen])
+    finally:
+        report.close()
     metrics = pd.concat(metrics, ignore_index=True)
     received = metrics[(metrics["population"] == "received") & (metrics["unit"] == "patient")]
     mean_auc = received.groupby("network", sort=False)["auc"].mean()
@@ -223,12 +248,18 @@ def _predict(args) -> int:
             rows.append({"patient_id": pid, "status": str(error)})
             print(f"  {pid}: {error}", file=sys.stderr)
             continue
-        rows.append({**result.as_row(), "status": "ok"})
+        rows.append({**result.as_row(), "reasoning": result.reasoning, "status": "ok"})
         if args.gradcam:
             from .imageio import write_image
 
             for regimen, name in (("CCRT", "CCRT"), ("IC+CCRT", "IC_CCRT")):
                 write_image(result.gradcam[regimen], args.gradcam / f"{pid}_gradcam_{name}.nrrd")
+        if args.details:
+            from .imageio import write_image
+
+            args.details.mkdir(parents=True, exist_ok=True)
+            _write_csv(result.slices, args.details / f"{pid}_slices.csv")
+            write_image(result.mask, args.details / f"{pid}_tumour.nrrd")
         if len(cases) == 1:
             print(result.reasoning)
     _write_csv(pd.DataFrame(rows), args.out)
@@ -338,12 +369,21 @@ def _segmenter(args) -> int:
                              negatives=args.negatives, unet_features=tuple(args.unet_features), amp=args.amp,
                              seed=args.seed)
 
+    bar, trained = progress.Bar("training", unit="epoch"), [0]
+
     def report(record):
         print(f"{record['architecture']} epoch {record['epoch']}: Dice loss {record['train_loss']:.4f}, validation "
               f"Dice {record['validation_dice']:.3f}, {record['seconds']:.1f} s", file=sys.stderr)
+        progress.epoch(record)
+        trained[0] += 1
+        bar(trained[0], len(args.architectures) * args.epochs, f"{record['architecture']} epoch {record['epoch']}: "
+            f"Dice loss {record['train_loss']:.3f}, validation Dice {record['validation_dice']:.3f}")
 
-    comparison = compare_segmenters(slices["train"], slices["validation"], config, args.architectures,
-                                    resolve_device(args.device), args.weights_folder, report)
+    try:
+        comparison = compare_segmenters(slices["train"], slices["validation"], config, args.architectures,
+                                        resolve_device(args.device), args.weights_folder, report)
+    finally:
+        bar.close()
     args.out.mkdir(parents=True, exist_ok=True)
     save_segmenter(args.out / "segmenter.pt", comparison.best)
     _write_csv(comparison.table.reset_index(), args.out / "segmentation_metrics.csv")
@@ -445,9 +485,13 @@ def add_commands(commands) -> None:
     predict.add_argument("--mask-file", type=Path, help="one patient: the tumour mask file (omit with --segmenter)")
     predict.add_argument("--patient-id", default="patient", help="one patient: the id written in the table")
     predict.add_argument("--gradcam", type=Path, help="also write Grad-CAM images (MR grid) into this folder")
-    predict.add_argument("--out", required=True, type=Path, help="output CSV")
+    predict.add_argument("--details", type=Path, help="also write, per patient, the probabilities of each tumour slice "
+                                                      "(ID_slices.csv) and the tumour mask used (ID_tumour.nrrd: the "
+                                                      "segmenter's with --segmenter) into this folder")
+    predict.add_argument("--out", required=True, type=Path, help="output CSV (a row per patient: probabilities, "
+                                                                 "verdicts, recommendation and its reasoning)")
     predict.set_defaults(func=_predict)
-    writes(predict, Output("out", FILE), Output("gradcam", FOLDER))
+    writes(predict, Output("out", FILE), Output("gradcam", FOLDER), Output("details", FOLDER))
 
     recommend = actions.add_parser("recommend", help="judge recommendations against the physicians' choices "
                                                      "(the paper's Table 3)")
