@@ -12,13 +12,12 @@ import logging
 import os
 from typing import Annotated
 
-import vtk
-
 import slicer
 from RadiotherapyResponseLib import recurrencevolume as rv
 from RadiotherapyResponseLib import testdata, training
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
+from RadiotherapyResponseLib.modulewidget import JobModuleWidget
 from RadiotherapyResponseLib.slicerutils import deviceText, hubSettings, showChart, showTable
 from RadiotherapyResponseLib.widgets import showPath, showSegmentInput
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
@@ -96,14 +95,15 @@ class RecurrenceVolumeParameterNode:
     trainOutput: str = ""
 
 
-class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Parameter node, scene close and job-folder plumbing: JobModuleWidget (RadiotherapyResponseLib)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self.panel = self._parameterNode = self._parameterNodeGuiTag = None
         self._segmentInputs = []  # (segment selector, segmentation parameter, segment id parameter)
         self._pathInputs = []  # (ctkPathLineEdit, str parameter): Slicer binds a str to one only as a Path
-        self._lastProblem = None  # the input problem shown in the status label
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -115,8 +115,7 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.panel = JobPanel(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton,
                               [self.ui.runButton, self.ui.trainButton], onChange=self.updateGUI)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeScene(slicer.mrmlScene)
         # The rest is bound through SlicerParameterName in the .ui; Slicer cannot bind a segment selector
         self._segmentInputs = [(self.ui.gtvSegmentSelector, "gtvSegmentation", "gtvSegmentId"),
                                (self.ui.brainSegmentSelector, "brainSegmentation", "brainSegmentId"),
@@ -137,46 +136,12 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
         self.initializeParameterNode()
 
-    def cleanup(self):
-        if self.panel:
-            self.panel.cancel()  # never leave a child process behind
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:  # kept: a job that ends while the module is left still records its outputs
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-
-    def onSceneStartClose(self, caller, event):
-        self.panel.onSceneStartClose()  # a running job is cancelled: its results belong to the closing scene
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
-        rv.guessInputs(self._parameterNode, slicer.mrmlScene)  # save the user a few clicks; keeps what is chosen
-
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # In the .ui file, the SlicerParameterName dynamic property names the parameter a widget shows
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self.updateGUI()
+    def guessInputs(self, parameterNode):
+        rv.guessInputs(parameterNode, slicer.mrmlScene)
 
     def updateGUI(self, *unused):
         """Follow the parameter node: segment selectors, paths, model card, device, Run and Train buttons."""
-        p, running = self._parameterNode, self.panel.running
+        p = self._parameterNode
         if p:
             for selector, nodeParameter, idParameter in self._segmentInputs:
                 showSegmentInput(p, selector, nodeParameter, idParameter)
@@ -185,17 +150,8 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelCardLabel.text = training.cardSummary(training.modelCard(p.modelPath)) if p.modelPath else \
                 "No model: Run makes the baselines only."
         self.ui.deviceLabel.text = deviceText(hubSettings().device)
-        problem = rv.inputProblem(p)
-        self.ui.runButton.enabled = problem is None and not running
-        self.ui.runButton.toolTip = problem or RUN_TIP
-        if problem and not running:
-            self.ui.statusLabel.text = problem
-        elif not running and self.ui.statusLabel.text == self._lastProblem:
-            self.ui.statusLabel.text = ""
-        self._lastProblem = problem
-        trainProblem = self.trainProblem()
-        self.ui.trainButton.enabled = trainProblem is None and not running
-        self.ui.trainButton.toolTip = trainProblem or TRAIN_TIP
+        self.showProblem(self.ui.runButton, rv.inputProblem(p), RUN_TIP, inStatus=True)
+        self.showProblem(self.ui.trainButton, self.trainProblem(), TRAIN_TIP)
 
     def trainProblem(self):
         p = self._parameterNode
@@ -209,10 +165,6 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return "Select the model file to fine-tune, or uncheck Fine-tune."
         return training.manifestProblem(p.trainManifest) or (training.outputProblem(p.trainOutput)
                                                              if p.trainOutput else None)
-
-    def _setParameter(self, name, value):
-        if self._parameterNode:
-            setattr(self._parameterNode, name, value)
 
     def _installed(self, groups, what):
         import RadiotherapyResponse
@@ -234,13 +186,8 @@ class RecurrenceVolumeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._installed(DEPENDENCY_GROUPS + DEEP_DEPENDENCY_GROUPS, "PyTorch and MONAI are"):
             return
-        folder = JobFolder("RecurrenceVolume")
-        try:
-            with slicer.util.tryWithErrorDisplay("Could not export the patient for the prediction.", waitCursor=True):
-                manifest = rv.exportPatient(folder.path, inputs)
-        except Exception as error:
-            folder.remove()
-            self.ui.statusLabel.text = f"Failed: {error}"
+        folder, manifest = self.exportToJobFolder("RecurrenceVolume", lambda path: rv.exportPatient(path, inputs))
+        if folder is None:
             return
         out = folder.file(rv.PREDICTION_FOLDER)
         self.panel.start(rv.predictArguments(manifest, p.modelPath, hubSettings().device, p.threshold, out),

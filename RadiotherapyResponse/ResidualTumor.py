@@ -14,13 +14,13 @@ import logging
 from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from RadiotherapyResponseLib import residualtumor as rt
 from RadiotherapyResponseLib import testdata, training
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
+from RadiotherapyResponseLib.modulewidget import JobModuleWidget
 from RadiotherapyResponseLib.slicerutils import deviceText, hubSettings, showChart, showTable
 from RadiotherapyResponseLib.weightsjob import withImageNetWeights
 from RadiotherapyResponseLib.widgets import showComboText, showPath, showSegmentInput
@@ -104,13 +104,14 @@ class ResidualTumorParameterNode:
     trainOutput: str = ""
 
 
-class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ResidualTumorWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Parameter node, scene close and job-folder plumbing: JobModuleWidget (RadiotherapyResponseLib)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self.panel = self._parameterNode = self._parameterNodeGuiTag = None
         self._pathInputs = []  # (ctkPathLineEdit, str parameter): Slicer binds a str to one only as a Path
-        self._lastProblem = None  # the input problem shown in the status label
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -127,8 +128,7 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.panel = JobPanel(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton,
                               [self.ui.runButton, self.ui.trainButton], onChange=self.updateGUI)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeScene(slicer.mrmlScene)
         # The rest is bound through SlicerParameterName in the .ui; Slicer cannot bind a segment selector
         self.ui.tumorSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                              lambda node: self._setParameter("tumorSegmentation", node))
@@ -149,46 +149,12 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
         self.initializeParameterNode()
 
-    def cleanup(self):
-        if self.panel:
-            self.panel.cancel()  # never leave a child process behind
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:  # kept: a job that ends while the module is left still records its outputs
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-
-    def onSceneStartClose(self, caller, event):
-        self.panel.onSceneStartClose()  # a running job is cancelled: its results belong to the closing scene
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
-        rt.guessInputs(self._parameterNode, slicer.mrmlScene)  # save the user a few clicks; keeps what is chosen
-
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # In the .ui file, the SlicerParameterName dynamic property names the parameter a widget shows
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self.updateGUI()
+    def guessInputs(self, parameterNode):
+        rt.guessInputs(parameterNode, slicer.mrmlScene)
 
     def updateGUI(self, *unused):
         """Follow the parameter node: segment selector, paths, network, model card, device, Run and Train."""
-        p, running = self._parameterNode, self.panel.running
+        p = self._parameterNode
         if p:
             showSegmentInput(p, self.ui.tumorSegmentSelector, "tumorSegmentation", "tumorSegmentId")
             for lineEdit, parameter in self._pathInputs:
@@ -202,22 +168,9 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelCardLabel.text = training.cardSummary(training.modelCard(p.ccrtModelPath)) \
                 if p.ccrtModelPath else ""
         self.ui.deviceLabel.text = "CPU (Use CPU is checked)" if p and p.forceCpu else deviceText(hubSettings().device)
-        problem = rt.inputProblem(p)
-        self.ui.runButton.enabled = problem is None and not running
-        self.ui.runButton.toolTip = problem or RUN_TIP
-        if problem and not running:
-            self.ui.statusLabel.text = problem
-        elif not running and self.ui.statusLabel.text == self._lastProblem:
-            self.ui.statusLabel.text = ""
-        self._lastProblem = problem
-        trainProblem = "No parameter node." if p is None else training.manifestProblem(p.trainManifest) or (
-            training.outputProblem(p.trainOutput) if p.trainOutput else None)
-        self.ui.trainButton.enabled = trainProblem is None and not running
-        self.ui.trainButton.toolTip = trainProblem or TRAIN_TIP
-
-    def _setParameter(self, name, value):
-        if self._parameterNode:
-            setattr(self._parameterNode, name, value)
+        self.showProblem(self.ui.runButton, rt.inputProblem(p), RUN_TIP, inStatus=True)
+        self.showProblem(self.ui.trainButton, "No parameter node." if p is None else training.manifestProblem(
+            p.trainManifest) or (training.outputProblem(p.trainOutput) if p.trainOutput else None), TRAIN_TIP)
 
     def device(self):
         """"cpu" when Use CPU is checked, else the Radiotherapy Response device setting (auto, cpu or cuda)."""
@@ -239,13 +192,8 @@ class ResidualTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p = self._parameterNode
         inputs, overlay = rt.ResidualInputs.fromParameterNode(p), p.overlayRegimen
-        folder = JobFolder("ResidualTumor")
-        try:
-            with slicer.util.tryWithErrorDisplay("Could not export the patient for the prediction.", waitCursor=True):
-                manifest = rt.exportPatient(folder.path, inputs)
-        except Exception as error:
-            folder.remove()
-            self.ui.statusLabel.text = f"Failed: {error}"
+        folder, manifest = self.exportToJobFolder("ResidualTumor", lambda path: rt.exportPatient(path, inputs))
+        if folder is None:
             return
         self.panel.start(rt.predictArguments(manifest, inputs, self.device(), folder.path),
                          "Segmenting and predicting..." if inputs.segmentation is None else "Predicting...",

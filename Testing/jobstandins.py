@@ -59,3 +59,17 @@ def stop_all() -> None:
         if timer.active:
             timer.callback.__self__.cancel()
     Timer.timers = []
+
+
+class StandInPanel:
+    """A module's JobPanel with Run and Train buttons on stand-ins, running real child processes of this checkout."""
+
+    def __init__(self):
+        import sys
+
+        from conftest import child_env
+        from RadiotherapyResponseLib.jobpanel import JobPanel
+
+        self.bar, self.label, self.cancel, self.run, self.train = Widget(), Widget(), Widget(), Widget(), Widget()
+        self.panel = JobPanel(self.bar, self.label, self.cancel, [self.run, self.train],
+                              jobOptions=dict(python=sys.executable, env=child_env(), timerFactory=Timer))

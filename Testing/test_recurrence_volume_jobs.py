@@ -13,29 +13,19 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import LIBRARY, child_env
-from jobstandins import Timer, Widget, spin, stop_all
+from conftest import LIBRARY
+from jobstandins import StandInPanel, Timer, spin, stop_all
 
 sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the module files
 from RadiotherapyResponseLib import recurrencevolume as rv  # noqa: E402
 from RadiotherapyResponseLib import testdata, training, trainingcurves  # noqa: E402
 from RadiotherapyResponseLib.jobfolder import JobFolder  # noqa: E402
-from RadiotherapyResponseLib.jobpanel import JobPanel  # noqa: E402
-
-
-class Panel:
-    """The module's JobPanel (Run and Train buttons) on stand-ins, running real child processes."""
-
-    def __init__(self):
-        self.bar, self.label, self.cancel, self.run, self.train = Widget(), Widget(), Widget(), Widget(), Widget()
-        self.panel = JobPanel(self.bar, self.label, self.cancel, [self.run, self.train],
-                              jobOptions=dict(python=sys.executable, env=child_env(), timerFactory=Timer))
 
 
 @pytest.fixture
 def panel():
     Timer.timers = []
-    yield Panel()
+    yield StandInPanel()
     stop_all()
 
 

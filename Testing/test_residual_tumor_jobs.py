@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LIBRARY, child_env
-from jobstandins import Timer, Widget, spin, stop_all
+from conftest import LIBRARY
+from jobstandins import StandInPanel, Timer, spin, stop_all
 
 pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -22,20 +22,12 @@ sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the modu
 from RadiotherapyResponseLib import residualtumor as rt  # noqa: E402
 from RadiotherapyResponseLib import testdata, training  # noqa: E402
 from RadiotherapyResponseLib.jobfolder import JobFolder  # noqa: E402
-from RadiotherapyResponseLib.jobpanel import JobPanel  # noqa: E402
-
-
-class Panel:
-    def __init__(self):
-        self.bar, self.label, self.cancel, self.run, self.train = Widget(), Widget(), Widget(), Widget(), Widget()
-        self.panel = JobPanel(self.bar, self.label, self.cancel, [self.run, self.train],
-                              jobOptions=dict(python=sys.executable, env=child_env(), timerFactory=Timer))
 
 
 @pytest.fixture
 def panel():
     Timer.timers = []
-    yield Panel()
+    yield StandInPanel()
     stop_all()
 
 
