@@ -217,3 +217,17 @@ def test_cancelling_a_training_job_leaves_no_model(panel, scene, training_cohort
     assert not trained and not out.exists() and not folder.exists
     assert not models.exists() or not any(models.iterdir())  # no staging folder left behind
     assert panel.train.enabled and not panel.cancel.enabled
+
+
+def test_the_panel_hands_every_event_to_the_module_and_survives_a_failing_handler(panel, tmp_path):
+    seen = []
+
+    def handler(event):
+        seen.append(event["event"])
+        raise RuntimeError("a curve that cannot be drawn")
+
+    panel.panel.start(["sample-data", "--kind", "synthetic", "--patients", "2", "--out", str(tmp_path / "c")],
+                      "Writing...", lambda result: "written", onEvent=handler)
+    spin(120)
+    assert panel.panel.result.state == "finished" and panel.label.text == "written"
+    assert "progress" in seen and seen[-1] == "result"  # every event, the last one too
