@@ -7,9 +7,11 @@ loading this module is instant and never installs anything.
 import importlib.util
 import logging
 import os
+import tempfile
 
 import qt
 import slicer
+from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY
 from RadiotherapyResponseLib.widgets import showSegmentInput  # noqa: F401 - the analysis modules' (kept here for them)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -33,15 +35,17 @@ class RadiotherapyResponse(ScriptedLoadableModule):
         self.parent.categories = ["Radiotherapy"]
         self.parent.dependencies = []
         self.parent.contributors = ["RadiotherapyResponse developers"]
-        self.parent.helpText = """
+        self.parent.helpText = RESEARCH_USE_ONLY + """
 Predicts tumour response to radiotherapy from planning CT, MR and FDG-PET/CT, GTV contours and clinical factors.
 This hub module loads sample data and cohorts (a CSV manifest, one row per patient) into the scene, and holds the
 settings (compute device, weights folder, workers, models folder) and optional Python packages shared by the other modules.
 See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
 """
         self.parent.acknowledgementText = """
-Implements four published methods for radiotherapy response prediction. Real sample images are PyRadiomics'
-regression cases. Built on 3D Slicer, SimpleITK, PyRadiomics, PyTorch and MONAI.
+Implements four published methods for radiotherapy response prediction: Tanaka et al., Sci Rep 2022
+(doi:10.1038/s41598-022-12170-z); Jeong et al., Sci Rep 2024 (doi:10.1038/s41598-024-51742-z); Hua et al., Quant
+Imaging Med Surg 2023 (doi:10.21037/qims-22-1226); Kutnár et al., arXiv 2023 (doi:10.48550/arXiv.2308.08396).
+Real sample images are PyRadiomics' regression cases. Built on 3D Slicer, SimpleITK, PyRadiomics, PyTorch and MONAI.
 """
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -188,6 +192,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             for group in dependencies.GROUPS:
                 names = [r.module for r in missing if r.group == group]
                 lines.append(f"{group}: " + (f"missing {', '.join(names)}" if names else "installed"))
+            lines += dependencies.version_mismatches(dependencies.GROUPS)
             self.ui.dependencyGroupsLabel.text = "\n".join(lines)
 
     def onInstallDependencies(self):
@@ -211,10 +216,9 @@ def ensureDependencies(groups=None):
     if any(r.torch for r in missing) and not logic.pyTorchExtensionAvailable():
         slicer.util.errorDisplay(PYTORCH_EXTENSION_MISSING)
         return False
-    listing = "\n".join(f"  {r.pip}  ({r.group}{', via the PyTorch extension' if r.torch else ''})" for r in missing)
-    if not slicer.util.confirmOkCancelDisplay(
-            f"These Python packages will be downloaded and installed:\n{listing}\n\nThis can take several minutes. "
-            "Continue?", windowTitle="Install Python packages"):
+    from rtresponse import dependencies
+
+    if not slicer.util.confirmOkCancelDisplay(dependencies.consent_text(missing), windowTitle="Install Python packages"):
         return False
     with slicer.util.tryWithErrorDisplay("Failed to install Python packages.", waitCursor=True):
         logic.installDependencies(groups)
@@ -330,30 +334,35 @@ class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
             qsettings.setValue(key, getattr(settings, field))
 
     def missingDependencies(self, groups=None):
+        """What ``groups`` (all when None; "core" always: pandas is not in Slicer) lack."""
         from rtresponse import dependencies
 
-        return dependencies.missing(groups or dependencies.GROUPS)
+        return dependencies.missing(["core", *(groups or dependencies.GROUPS)])
 
     @staticmethod
     def pyTorchExtensionAvailable():
         return importlib.util.find_spec("PyTorchUtils") is not None
 
     @staticmethod
-    def installTorch():
-        """Install torch and torchvision with the PyTorch extension (the only way torch is installed in Slicer)."""
+    def installTorch(**versions):
+        """Install torch and torchvision with the PyTorch extension (the only way torch is installed in Slicer), at
+        the tested versions (``torchVersionRequirement``, ``torchvisionVersionRequirement``: the consent dialog's)."""
         try:
             import PyTorchUtils
         except ImportError:
             raise RuntimeError(PYTORCH_EXTENSION_MISSING) from None
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is None:
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, **versions) is None:
             raise RuntimeError("PyTorch was not installed.")
 
     def installDependencies(self, groups=None):
-        """Install what ``groups`` lack (call only after the user agreed); returns what was installed."""
+        """Install what ``groups`` lack (call only after the user agreed); returns what was installed. pip gets a
+        constraints file that keeps Slicer's numpy, SimpleITK, requests and VTK (and the torch installed)."""
         from rtresponse import dependencies
 
-        return dependencies.install_missing(groups or dependencies.GROUPS, pip_install=slicer.util.pip_install,
-                                            install_torch=self.installTorch)
+        with tempfile.TemporaryDirectory(dir=slicer.app.temporaryPath) as folder:
+            return dependencies.install_missing(
+                ["core", *(groups or dependencies.GROUPS)], pip_install=slicer.util.pip_install,
+                install_torch=self.installTorch, constraints=os.path.join(folder, "constraints.txt"))
 
 
 class RadiotherapyResponseTest(ScriptedLoadableModuleTest):
@@ -361,12 +370,14 @@ class RadiotherapyResponseTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_LoadSyntheticSample()
-        self.setUp()
-        self.test_Settings_RoundTrip()
+        from RadiotherapyResponseLib.selftests import runEach
+
+        runEach(self, (self.test_LoadSyntheticSample, self.test_Settings_RoundTrip))
 
     def test_LoadSyntheticSample(self):
+        from RadiotherapyResponseLib.selftests import requirePackages
+
+        requirePackages(self, ["core"])  # pandas and pyyaml are not part of Slicer
         self.delayDisplay("Loading the synthetic sample cohort")
         nodes = RadiotherapyResponseLogic().loadSample("synthetic")
         self.assertTrue(nodes["volumes"])

@@ -16,6 +16,8 @@ import qt
 import vtk
 
 import slicer
+from RadiotherapyResponseLib import selftests
+from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY, researchUseLabel
 from RadiotherapyResponseLib.slicerutils import hubSettings
 from slicer import vtkMRMLPlotChartNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -53,7 +55,7 @@ class ResponseModel(ScriptedLoadableModule):
         self.parent.categories = ["Radiotherapy"]
         self.parent.dependencies = ["RadiotherapyResponse"]  # the hub module carries rtresponse
         self.parent.contributors = ["RadiotherapyResponse developers"]
-        self.parent.helpText = """
+        self.parent.helpText = RESEARCH_USE_ONLY + """
 Builds and judges response models. Pick feature tables (table nodes or a CSV file, one row per patient with a
 patient_id column), the clinical table (one row per patient: clin_* factors and outcome_* columns), the outcome and
 the clinical factors to add, then the protocol: <b>bootstrap</b> (every selector x classifier, 0.632+ bootstrap AUC,
@@ -156,6 +158,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ResponseModel.ui"))
+        self.layout.addWidget(researchUseLabel())
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         self.logic = ResponseModelLogic()
@@ -1537,17 +1540,9 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
-        self.setUp()
-        self.test_SplitAndPredict()
-        self.setUp()
-        self.test_BootstrapHeatMap()
-        self.setUp()
-        self.test_Cancel()
-        self.setUp()
-        self.test_I3DTrainAndPredict()
-        self.setUp()
-        self.test_I3DCancel()
+    def runTest(self):  # a test whose packages are absent is skipped with a message; the others run
+        selftests.runEach(self, (self.test_SplitAndPredict, self.test_BootstrapHeatMap, self.test_Cancel,
+                                 self.test_I3DTrainAndPredict, self.test_I3DCancel))
 
     def makeTables(self, n=60, seed=0):
         """A planted cohort as table nodes: features (feature_0 carries the outcome) and a clinical table
@@ -1576,13 +1571,10 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         return tempfile.mkdtemp(prefix=f"ResponseModelTest-{name}-", dir=slicer.app.temporaryPath)
 
     def test_SplitAndPredict(self):
-        import importlib.util
-
+        selftests.requirePackages(self, ["core", "modelling"])
         import pandas as pd
         from rtresponse import mrml
 
-        for module in ("sklearn", "skops", "matplotlib"):
-            self.assertIsNotNone(importlib.util.find_spec(module), f"{module} is needed (Radiotherapy Response module)")
         self.delayDisplay("Split protocol on a planted table")
         features, clinical = self.makeTables()
         logic = ResponseModelLogic()
@@ -1628,6 +1620,7 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_BootstrapHeatMap(self):
+        selftests.requirePackages(self, ["core", "modelling"])
         self.delayDisplay("Bootstrap protocol: results, ROC and the grid heat map in the scene")
         features, clinical = self.makeTables(n=40, seed=1)
         result = ResponseModelLogic().run({"planted": features}, clinical, "outcome_response", [], "bootstrap",
@@ -1640,6 +1633,7 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_Cancel(self):
+        selftests.requirePackages(self, ["core", "modelling"])
         from rtresponse.models.grid import Cancelled
 
         self.delayDisplay("Cancelling a run")
@@ -1665,7 +1659,7 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         return write_cohort(os.path.join(folder, "cohort"), n_patients=n, seed=0)
 
     def test_I3DTrainAndPredict(self):
-        import importlib.util
+        selftests.requirePackages(self, ["core", "modelling", "deep"])
         import shutil
         import tempfile
 
@@ -1673,9 +1667,6 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         from rtresponse.cohort import load_manifest
         from rtresponse.errors import InputError
 
-        for module in ("torch", "torchvision", "monai", "optuna", "sklearn"):
-            self.assertIsNotNone(importlib.util.find_spec(module), f"{module} is needed (Radiotherapy Response: "
-                                                                   "install the optional Python packages)")
         logic = ResponseModelLogic()
         self.assertEqual(logic.parseClinicalValues("age=63; HPV=positive;clin_T_stage=3"),
                          {"age": 63.0, "HPV": "positive", "T_stage": 3.0})
@@ -1738,6 +1729,7 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_I3DCancel(self):
+        selftests.requirePackages(self, ["core", "modelling", "deep"])
         import shutil
         import tempfile
 

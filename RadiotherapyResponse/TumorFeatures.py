@@ -10,7 +10,7 @@ import qt
 import vtk
 
 import slicer
-from RadiotherapyResponseLib import featurejobs, segmentfeatures, segments, testdata
+from RadiotherapyResponseLib import featurejobs, segmentfeatures, segments, selftests, testdata
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.slicerutils import hubSettings, showTable
@@ -322,18 +322,14 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
-        for test in (self.test_TwoSegmentsOneEmpty, self.test_Cancel, self.test_BackgroundJob,
-                     self.test_DeepFeaturesRandomWeights):
-            self.setUp()
-            test()
+    def runTest(self):  # a test whose packages are absent is skipped with a message; the others run
+        selftests.runEach(self, (self.test_TwoSegmentsOneEmpty, self.test_Cancel, self.test_BackgroundJob,
+                                 self.test_DeepFeaturesRandomWeights))
 
     def test_TwoSegmentsOneEmpty(self):
-        import importlib.util
-
+        selftests.requirePackages(self, ["core", "radiomics"])
         from rtresponse import mrml
 
-        self.assertIsNotNone(importlib.util.find_spec("radiomics"), "PyRadiomics is needed")
         self.delayDisplay("Extracting features of a sphere and an empty segment")
         volume, segmentation, segmentIds = testdata.sphereScene(slicer.mrmlScene)
         table = TumorFeaturesLogic().run(volume, segmentation, segmentIds, "ct-tanaka")
@@ -344,6 +340,7 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_Cancel(self):
+        selftests.requirePackages(self, ["core", "radiomics"])
         from rtresponse.features import handcrafted
 
         self.delayDisplay("Cancelling a run")
@@ -360,6 +357,7 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         from rtresponse.jobs import FINISHED, run
         from RadiotherapyResponseLib.backgroundjob import job_environment, slicer_python
 
+        selftests.requirePackages(self, ["core", "radiomics"])  # the job runs in PythonSlicer: Slicer's packages
         self.delayDisplay("Measuring the segments in a background job")
         volume, segmentation, segmentIds = testdata.sphereScene(slicer.mrmlScene)
         folder = JobFolder("TumorFeaturesTest")
@@ -372,14 +370,12 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_DeepFeaturesRandomWeights(self):
-        import importlib.util
-
+        selftests.requirePackages(self, ["core", "deep"])
         import numpy as np
         from rtresponse import mrml
         from rtresponse.features import deep2d
         from rtresponse.settings import Settings
 
-        self.assertIsNotNone(importlib.util.find_spec("torch"), "PyTorch (PyTorch extension) is needed")
         self.delayDisplay("Deep features and Grad-CAM (random ResNet-18) of a sphere and an empty segment")
         volume, segmentation, segmentIds = testdata.sphereScene(slicer.mrmlScene)
         settings = Settings(device="cpu", weights_folder=slicer.app.temporaryPath)  # not the user's settings

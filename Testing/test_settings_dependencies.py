@@ -51,22 +51,80 @@ def test_missing_reports_only_the_requested_groups():
         dependencies.missing(["everything"])
 
 
-def test_install_missing_routes_torch_to_the_torch_installer():
+def test_install_missing_routes_torch_to_the_torch_installer_with_the_tested_versions():
     installed = {"pandas", "yaml", "tqdm"}
     pip_calls, torch_calls = [], []
     done = dependencies.install_missing(["core", "deep"], pip_install=pip_calls.append,
-                                        install_torch=lambda: torch_calls.append(True),
+                                        install_torch=lambda **versions: torch_calls.append(versions),
                                         is_installed=installed.__contains__)
-    assert torch_calls == [True]
-    assert pip_calls == ["timm>=1.0,<2", "monai>=1.4,<2", "optuna>=4,<6"]
+    # PyTorchUtils' installTorch gets the versions the consent dialog lists (pyproject's pins)
+    assert torch_calls == [{"torchVersionRequirement": "==2.14.1", "torchvisionVersionRequirement": "==0.29.1"}]
+    assert pip_calls == [["timm>=1.0,<2", "monai>=1.4,<2", "optuna>=4,<6"]]  # one pip run: resolved together
     assert done == ["torch", "timm>=1.0,<2", "monai>=1.4,<2", "optuna>=4,<6"]
-    assert not any("torch" in call for call in pip_calls)
+    text = dependencies.consent_text(dependencies.missing(["deep"], is_installed=installed.__contains__))
+    assert "torch==2.14.1  (deep, via the PyTorch extension)" in text and "torchvision==0.29.1" in text
 
 
 def test_install_missing_without_torch_installer_pins_torch_with_pip():
     pip_calls = []
     dependencies.install_missing(["deep"], pip_install=pip_calls.append, is_installed=lambda module: False)
-    assert "torch==2.14.1" in pip_calls and "torchvision==0.29.1" in pip_calls
+    assert len(pip_calls) == 1 and {"torch==2.14.1", "torchvision==0.29.1"} <= set(pip_calls[0])
+
+
+def test_pip_runs_with_constraints_that_keep_slicers_packages_and_the_installed_torch(tmp_path):
+    """The constraints file is written after torch is installed, so that timm/monai cannot replace that torch
+    either; Slicer's numpy, SimpleITK, requests and vtk stay at their installed versions."""
+    versions = {"numpy": "1.26.4", "SimpleITK": "2.4.0", "requests": "2.32.3", "vtk": "9.4.20250513"}
+    installed = {"pandas", "yaml", "tqdm"}
+
+    def install_torch(**unused):
+        versions.update(torch="2.14.1+cu128", torchvision="0.29.1+cu128")
+        installed.update({"torch", "torchvision"})
+
+    pip_calls = []
+    constraints = tmp_path / "constraints.txt"
+    dependencies.install_missing(["core", "deep", "radiomics"], pip_install=pip_calls.append,
+                                 install_torch=install_torch, is_installed=installed.__contains__,
+                                 constraints=constraints, version_of=versions.get)
+    assert pip_calls == [["pyradiomics-bhklab==3.1.4", "joblib>=1.3", "timm>=1.0,<2", "monai>=1.4,<2",
+                          "optuna>=4,<6", "-c", str(constraints)]]
+    lines = constraints.read_text().splitlines()
+    assert lines[0].startswith("#")
+    assert lines[1:] == ["numpy==1.26.4", "SimpleITK==2.4.0", "requests==2.32.3", "vtk==9.4.20250513",
+                         "torch==2.14.1+cu128", "torchvision==0.29.1+cu128"]
+    # nothing to install: no pip run, no file
+    pip_calls.clear()
+    assert dependencies.install_missing(["core"], pip_install=pip_calls.append, is_installed=lambda m: True,
+                                        constraints=tmp_path / "other.txt") == []
+    assert pip_calls == [] and not (tmp_path / "other.txt").exists()
+
+
+def test_constraints_leave_out_what_is_not_installed_and_read_real_versions():
+    text = dependencies.constraints_text(version_of={"numpy": "2.1.0"}.get)
+    assert text.splitlines()[1:] == ["numpy==2.1.0"]
+    real = dependencies.constraints_text()  # this environment's numpy and SimpleITK
+    import numpy
+    import SimpleITK
+
+    assert f"numpy=={numpy.__version__}" in real.splitlines()
+    assert any(line.startswith("SimpleITK==") for line in real.splitlines()), real
+    assert SimpleITK.Version.MajorVersion() >= 2
+
+
+def test_version_mismatches_name_pinned_packages_at_another_version():
+    versions = {"torch": "2.5.1+cu121", "torchvision": "0.29.1", "pyradiomics-bhklab": "3.1.4"}
+    notes = dependencies.version_mismatches(["deep", "radiomics"], version_of=versions.get,
+                                            is_installed=lambda module: True)
+    assert notes == ["torch 2.5.1+cu121 installed (tested with 2.14.1)"]  # a local label (+cu121) is not a mismatch
+
+
+def test_skip_and_consent_messages_name_the_packages():
+    missing = dependencies.missing(["core", "radiomics"], is_installed={"yaml", "tqdm", "joblib"}.__contains__)
+    message = dependencies.skip_message(missing)
+    assert message == ("skipped: pandas>=1.5, pyradiomics-bhklab==3.1.4 not installed "
+                       "(Radiotherapy Response > Python packages > Install)")
+    consent = dependencies.consent_text(missing)
+    assert "needs a C compiler" in consent and "numpy, SimpleITK, requests, vtk are kept" in consent
 
 
 def test_pinned_torch_matches_pyproject():
@@ -77,3 +135,4 @@ def test_pinned_torch_matches_pyproject():
     for requirement in dependencies.REQUIREMENTS:
         if requirement.torch or requirement.module == "radiomics":
             assert f'"{requirement.pip}"' in text, requirement.pip
+    assert dependencies.torch_requirements()["torchVersionRequirement"] == "==2.14.1"
