@@ -18,6 +18,7 @@ from RadiotherapyResponseLib import testdata, training
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.modulewidget import JobModuleWidget
+from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY, researchUseLabel
 from RadiotherapyResponseLib.slicerutils import deviceText, hubSettings, showChart, showTable
 from RadiotherapyResponseLib.widgets import showPath, showSegmentInput
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
@@ -47,7 +48,7 @@ class RecurrenceVolume(ScriptedLoadableModule):
         self.parent.categories = ["Radiotherapy"]
         self.parent.dependencies = ["RadiotherapyResponse", "Segmentations"]  # the hub module carries rtresponse
         self.parent.contributors = ["RadiotherapyResponse developers"]
-        self.parent.helpText = """
+        self.parent.helpText = RESEARCH_USE_ONLY + """
 Predicts where a tumour will relapse after radiotherapy from the pre-treatment CT, FDG-PET and GTV. Pick the volumes
 and segments, optionally a trained model file, and press Run: the prediction runs in the background (progress,
 Cancel). A model gives a relapse probability map (shown over the CT) and a "Predicted relapse" segment: the map at or
@@ -107,6 +108,7 @@ class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKO
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        self.layout.addWidget(researchUseLabel())
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RecurrenceVolume.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)

@@ -21,6 +21,7 @@ from RadiotherapyResponseLib import testdata, training
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.modulewidget import JobModuleWidget
+from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY, researchUseLabel
 from RadiotherapyResponseLib.slicerutils import deviceText, hubSettings, showChart, showTable
 from RadiotherapyResponseLib.weightsjob import withImageNetWeights
 from RadiotherapyResponseLib.widgets import showComboText, showPath, showSegmentInput
@@ -50,7 +51,7 @@ class ResidualTumor(ScriptedLoadableModule):
         self.parent.categories = ["Radiotherapy"]
         self.parent.dependencies = ["RadiotherapyResponse", "Segmentations"]  # the hub module carries rtresponse
         self.parent.contributors = ["RadiotherapyResponse developers"]
-        self.parent.helpText = """
+        self.parent.helpText = RESEARCH_USE_ONLY + """
 Predicts, from the pre-treatment T1-enhanced MR, whether tumour will remain after concurrent chemoradiotherapy (CCRT)
 and after induction chemotherapy plus CCRT (IC+CCRT), and recommends the lightest regimen predicted to clear it
 (IBT, an individual-based more intensive treatment, when neither is). Pick the MR, the tumour segment (or a segmenter
@@ -115,6 +116,7 @@ class ResidualTumorWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        self.layout.addWidget(researchUseLabel())
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ResidualTumor.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)

@@ -42,8 +42,7 @@ PAPER_DOIS = ("10.1038/s41598-022-12170-z", "10.1038/s41598-024-51742-z", "10.21
               "10.48550/arXiv.2308.08396")
 # Modules that predict or recommend: they show the research-use notice. Residual Tumor and Recurrence Volume are
 # being converted in parallel (issue 16, items 1-3); their owners add the notice there.
-PREDICTING_MODULES = ["ResponseModel"]
-PREDICTING_MODULES_PENDING = ["ResidualTumor", "RecurrenceVolume"]
+PREDICTING_MODULES = ["ResponseModel", "ResidualTumor", "RecurrenceVolume"]
 
 
 def cmake_values() -> dict[str, str]:
@@ -240,9 +239,7 @@ def research_notice_problems(source: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("module", PREDICTING_MODULES + [
-    pytest.param(name, marks=pytest.mark.xfail(reason="module being converted in parallel: add the notice there",
-                                               strict=False)) for name in PREDICTING_MODULES_PENDING])
+@pytest.mark.parametrize("module", PREDICTING_MODULES)
 def test_modules_that_predict_or_recommend_show_the_research_use_notice(module):
     problems = research_notice_problems((MODULE_DIR / f"{module}.py").read_text(encoding="utf-8"))
     assert not problems, f"{module}.py: {'; '.join(problems)}"
