@@ -46,6 +46,10 @@ def test_evaluate_writes_results_figures_and_a_model_that_predicts(planted_study
         check_margin(f"{protocol} {metric} of the planted features", by_set["features"], 0.75)
     assert by_set["clinical"] < by_set["features"]
     assert (out / "roc.png").is_file() and (out / "model.skops").is_file()
+    roc = pd.read_csv(out / "roc.csv")  # the figure's curves as points (label, fpr, tpr)
+    assert list(roc.columns) == ["label", "fpr", "tpr"] and roc["fpr"].between(0, 1).all()
+    for _label, curve in roc.groupby("label"):
+        assert curve["fpr"].iloc[0] == 0 and curve["tpr"].iloc[-1] == 1 and curve["fpr"].is_monotonic_increasing
     if protocol == "split":
         assert {"cv_auc", "cv_auc_sd", "chosen", "chosen_in_set", "auc_low", "auc_high", "brier"} <= set(
             results.columns)

@@ -152,7 +152,7 @@ def input_importance(model, train, test, max_players: int = 12, max_background: 
 
 
 def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: str, positive) -> dict:
-    """results.csv, heat maps (bootstrap), roc.png, model.skops and its model_card.json in ``out_dir``.
+    """results.csv, heat maps (bootstrap), roc.png and its points roc.csv (label, fpr, tpr), model.skops and its model_card.json in ``out_dir``.
 
     Split protocol also: comparisons.csv (the chosen models against each other) and split.csv (who was
     a training and who a test patient). Returns {label: path}.
@@ -190,6 +190,10 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, outcome: s
     with atomic_path(out / "roc.png") as tmp:
         figure.savefig(tmp, dpi=120)
     paths["roc"] = out / "roc.png"
+    points = [(label, float(f), float(t)) for label, (fpr, tpr) in evaluation.roc.items() for f, t in zip(fpr, tpr)]
+    with atomic_path(out / "roc.csv") as tmp:  # the same curves as points, for a chart in Slicer
+        pd.DataFrame(points, columns=["label", "fpr", "tpr"]).to_csv(tmp, index=False)
+    paths["roc points"] = out / "roc.csv"
     if evaluation.comparisons is not None:
         with atomic_path(out / "comparisons.csv") as tmp:
             evaluation.comparisons.to_csv(tmp, index=False)
