@@ -16,7 +16,11 @@ import qt
 import vtk
 
 import slicer
+from RadiotherapyResponseLib import responsemodel as rm
 from RadiotherapyResponseLib import selftests
+from RadiotherapyResponseLib.jobfolder import JobFolder
+from RadiotherapyResponseLib.jobpanel import JobPanel
+from RadiotherapyResponseLib.modulewidget import JobModuleWidget
 from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY, researchUseLabel
 from RadiotherapyResponseLib.slicerutils import hubSettings
 from slicer import vtkMRMLPlotChartNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
@@ -61,8 +65,9 @@ patient_id column), the clinical table (one row per patient: clin_* factors and 
 the clinical factors to add, then the protocol: <b>bootstrap</b> (every selector x classifier, 0.632+ bootstrap AUC,
 Tanaka et al.) or <b>split</b> (one stratified train/test split, test AUC with DeLong CI, comparison with the first
 model, Jeong et al.). Each table is a feature set; with clinical factors, the clinical factors alone and all sets
-combined are evaluated too. Run makes a results table, a ROC chart and, for bootstrap, the heat maps of the grid,
-and saves the best model (.skops). Predict applies a saved model to the current patient's features.
+combined are evaluated too. Run evaluates in a background job (Cancel stops it; the scene stays usable) and makes
+a results table, a ROC chart and, for bootstrap, one table per feature set with the grid's AUCs (selector x
+classifier), and saves the best model (.skops) with its model card. Predict applies a saved model to the current patient's features.
 <b>Inflated 3D network (I3D)</b> (Jeong et al.): from a cohort manifest, a frozen ResNet-50 inflated to 3D reads the
 tumour from MR sequences; DLR (MR) and, with three clinical factors chosen by LASSO, DLR (MR + CF) are trained and
 tested on a held-out third of the patients (results table and loss curves); Predict applies a saved I3D model to the
@@ -141,7 +146,7 @@ class ResponseModelParameterNode:
     i3dClinicalValues: str = ""
 
 
-class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -149,8 +154,8 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._observedClinicalTable = None
-        self._run = None  # RadiotherapyResponse.CancellableRun, made in setup()
-        self._i3dRun = None  # the same for I3D training
+        self.panel = None  # the evaluation's JobPanel (a background job), made in setup()
+        self._i3dRun = None  # RadiotherapyResponse.CancellableRun of I3D training and prediction (GUI thread)
         self._methodNames = ([], [])
         self._i3dCohortCache = (None, None)  # (manifest file version, its names or a problem)
         self._i3dModelCache = (None, None)  # (model file version, what it needs or a problem)
@@ -164,10 +169,10 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = ResponseModelLogic()
         self._methodNames = self.logic.methodNames()
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.progressBar.hide()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.panel = JobPanel(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton,
+                              [self.ui.runButton, self.ui.predictButton, self.ui.i3dTrainButton,
+                               self.ui.i3dPredictButton], onChange=self.updateGUI)
+        self.observeScene(slicer.mrmlScene)
         # Bound through SlicerParameterName in the .ui: clinical table, positive class, protocol, k, bootstrap count,
         # forward selection and the node selectors. The widgets below hold str or list[str] parameters that Slicer
         # cannot bind (a QComboBox filled from the table, checkable lists, ctkPathLineEdit), so they are synchronised
@@ -181,17 +186,6 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.outputFolderPathLineEdit.connect("currentPathChanged(QString)", self.onOutputFolderChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
-        import RadiotherapyResponse
-
-        self._run = RadiotherapyResponse.CancellableRun(
-            self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
-            [self.ui.inputsCollapsibleButton,
-             self.ui.settingsCollapsibleButton,
-             self.ui.outputsCollapsibleButton,
-             self.ui.predictCollapsibleButton,
-             self.ui.i3dCollapsibleButton],
-            progressText="Evaluated {done} of {total} model(s)...",
-            cancelText="Cancelling after the model being evaluated...", onChange=self.updateGUI)
         self.ui.predictButton.connect("clicked(bool)", self.onPredictButton)
 
         # I3D: line edits, check boxes, spin boxes and node selectors are bound in the .ui; the manifest's outcomes,
@@ -211,6 +205,8 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                            lambda segmentId: self.onI3DSegmentChanged("i3dSegmentId", segmentId))
         self.ui.i3dTrainButton.connect("clicked(bool)", self.onI3DTrainButton)
         self.ui.i3dPredictButton.connect("clicked(bool)", self.onI3DPredictButton)
+        import RadiotherapyResponse
+
         self._i3dRun = RadiotherapyResponse.CancellableRun(
             self.ui.i3dCancelButton, self.ui.i3dProgressBar, self.ui.i3dStatusLabel,
             [self.ui.inputsCollapsibleButton,
@@ -223,28 +219,7 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             cancelText="Cancelling at the next patient or epoch...", onChange=self.updateGUI)
         self.initializeParameterNode()
 
-    def cleanup(self):
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-
-    def onSceneStartClose(self, caller, event):
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
-        p = self._parameterNode
+    def guessInputs(self, p):
         if not p.methodDefaultsApplied:  # the papers' selectors and classifiers, once per scene
             selectors, classifiers = self.logic.paperMethods()
             p.selectors, p.classifiers, p.methodDefaultsApplied = list(selectors), list(classifiers), True
@@ -254,17 +229,6 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if any(c.startswith(OUTCOME_PREFIX) for c in self.logic.tableColumns(table)):
                     p.clinicalTable = table
                     break
-
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # In the .ui file, the SlicerParameterName dynamic property names the parameter a widget shows
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self.updateGUI()
 
     # --- keeping the widgets and the parameter node in step
 
@@ -447,9 +411,11 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @property
     def _running(self):
-        return any(run is not None and run.running for run in (self._run, self._i3dRun))
+        return (self.panel is not None and self.panel.running) or (self._i3dRun is not None and self._i3dRun.running)
 
     def onRunButton(self):
+        """Evaluate in a background job: the checked tables and the clinical table go to a job folder, `rtresponse
+        evaluate` runs with the hub's Workers and its results come back as nodes (see responsemodel)."""
         import RadiotherapyResponse
 
         if not RadiotherapyResponse.ensureDependencies(DEPENDENCY_GROUPS):
@@ -457,34 +423,37 @@ class ResponseModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._methodNames = self.logic.methodNames()  # every selector is listed once scikit-learn is there
         self.updateGUI()
-        from rtresponse.models.grid import Cancelled
-
         p = self._parameterNode
         selectorNames, classifierNames = self._methodNames
-        self._run.setRunning(True)
-        self.ui.statusLabel.text = "Evaluating models..."
-        try:
-            with slicer.util.tryWithErrorDisplay("Model evaluation failed."):
-                try:
-                    result = self.logic.run(
-                        self.featureTables(), p.clinicalTable, p.outcomeColumn, self.clinicalColumns(), p.protocol,
-                        [s for s in selectorNames if s in p.selectors],
-                        [c for c in classifierNames if c in p.classifiers],
-                        p.k, p.nBootstrap, p.forward, p.positive, p.outputFolder or None,
-                        progress=self._run.progress, shouldCancel=self._run.shouldCancel)
-                except Cancelled:
-                    self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
-                    return
-                except Exception as error:
-                    self.ui.statusLabel.text = f"Failed: {error}"
-                    raise
-                p.resultsTable = result["results"]
-                p.rocChart = result["roc"]
-                p.modelPath = str(result["paths"]["model"])
-                self.logic.showResults(result)
-                self.ui.statusLabel.text = self.logic.summary(result)
-        finally:
-            self._run.setRunning(False)
+        tables, outcomeColumn, protocol = self.featureTables(), p.outcomeColumn, p.protocol
+        folder, written = self.exportToJobFolder(
+            "ResponseModel", lambda path: rm.exportInputs(path, tables, p.clinicalTable, outcomeColumn))
+        if folder is None:
+            return
+        base = p.outputFolder or os.path.join(slicer.app.temporaryPath, "ResponseModel")
+        out = rm.resultsFolder(base, outcomeColumn)
+        arguments = rm.evaluateArguments(
+            written["manifest"], written["features"], outcomeColumn, out, self.clinicalColumns(), protocol,
+            [s for s in selectorNames if s in p.selectors], [c for c in classifierNames if c in p.classifiers],
+            p.k, p.nBootstrap, p.forward, p.positive, jobs=hubSettings().workers)
+        inputs = [node for node in [*tables.values(), p.clinicalTable] if hasattr(node, "GetID")]
+        self.panel.start(arguments, "Evaluating models...",
+                         lambda result: self._showEvaluation(out, outcomeColumn, protocol),
+                         onFailure=lambda result: slicer.util.errorDisplay(
+                             f"Model evaluation failed: {result.message}", windowTitle="Response Model"),
+                         folder=folder, inputs=inputs, scene=slicer.mrmlScene,
+                         cancelledText="Cancelled: nothing was added to the scene.")
+
+    def _showEvaluation(self, out, outcomeColumn, protocol):
+        loaded = rm.loadResults(out, outcomeColumn, slicer.mrmlScene, protocol)
+        p = self._parameterNode
+        if p is not None:
+            p.resultsTable, p.rocChart, p.modelPath = loaded["results"], loaded["roc"], str(loaded["model"])
+        card = loaded["card"]
+        self.ui.predictionLabel.text = (f"Model: {card.get('description', '')}; {card.get('probability', '')}, "
+                                        f"cut-off {float(card.get('cutoff', 0.5)):.3g}.")
+        self.logic.showTableAndChart(loaded["results"], loaded["roc"])
+        return rm.summary(loaded)
 
     def onPredictButton(self):
         import RadiotherapyResponse
