@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "split: stratified train/test split; each model judged by k-fold cross-validation on the "
                     "training patients, the best (per feature set and overall) tested once, with a training Youden "
                     "cut-off, DeLong CI, and DeLong/NRI/IDI between the chosen models (Jeong et al.). Writes "
-                    "OUT/results.csv, heat maps or comparisons.csv and split.csv, roc.png, the chosen model as "
-                    "OUT/model.skops and its model_card.json.")
+                    "OUT/results.csv, heat maps or comparisons.csv and split.csv, roc.png and roc.csv, the chosen "
+                    "model as OUT/model.skops and its model_card.json.")
     evaluate.add_argument("--features", action="append", type=Path, help="feature table CSV (repeatable)")
     evaluate.add_argument("--manifest", required=True, type=Path, help="cohort manifest with the outcome")
     evaluate.add_argument("--outcome", required=True, help="outcome NAME (the manifest's outcome_NAME column)")
