@@ -127,3 +127,43 @@ def test_cancelling_an_evaluate_job_leaves_nothing(panel, scene, tmp_path):
     assert panel.panel.result.state == "cancelled" and panel.label.text == "Cancelled."
     assert not loaded and not folder.exists and not out.exists()
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+# --- I3D training as a job (RadiotherapyResponseLib.i3djobs) -------------------------------------------------------
+
+def test_i3d_train_arguments():
+    from RadiotherapyResponseLib import i3djobs
+
+    assert i3djobs.trainArguments("c.csv", "response", "out", positive="0", clinicalFactors=["age", "hpv"],
+                                  weights="random", weightsFolder="w", shape=(32, 32, 8), spacing=(1.5, 1.5, 3),
+                                  trials=2, maxEpochs=30, device="cpu", overwrite=True) == [
+        "i3d", "train", "--manifest", "c.csv", "--outcome", "response", "--positive", "0", "--sequences", "T1", "T2",
+        "--mask", "GTVp", "--clinical", "age", "hpv", "--weights", "random", "--weights-folder", "w",
+        "--shape", "32", "32", "8", "--spacing", "1.5", "1.5", "3", "--trials", "2", "--epochs", "30",
+        "--device", "cpu", "--seed", "0", "--overwrite", "--out", "out"]
+    image_only = i3djobs.trainArguments("c.csv", "response", "out", clinicalFactors=["age"], imageOnly=True)
+    assert "--no-clinical" in image_only and "--clinical" not in image_only and "--overwrite" not in image_only
+
+
+def test_an_i3d_training_job_loads_its_results_and_loss_curves(panel, scene, tmp_path):
+    pytest.importorskip("torch")
+    from rtresponse import mrml
+    from rtresponse.sampledata.synthetic import write_cohort
+    from RadiotherapyResponseLib import i3djobs
+
+    manifest = write_cohort(tmp_path / "cohort", n_patients=24, seed=0, size=(48, 48, 16))
+    out = tmp_path / "i3d"
+    loaded = []
+    panel.panel.start(i3djobs.trainArguments(manifest, "response", out, weights="random", shape=(16, 16, 8),
+                                             trials=0, maxEpochs=3, device="cpu"),
+                      "Training...", lambda result: loaded.append(i3djobs.loadTraining(out, scene, "response",
+                                                                                       "random"))
+                      or i3djobs.summary(loaded[-1]), scene=scene)
+    spin(400)
+    assert panel.panel.result.state == "finished", panel.label.text + "\n" + "\n".join(panel.panel.logLines[-5:])
+    [result] = loaded
+    frame = mrml.table_node_to_dataframe(result["results"])
+    assert list(frame["model"]) == ["DLR (MR)", "DLR (MR + CF)"]
+    assert result["modelPath"] == out / "dlr_mr_cf.pt" and result["modelPath"].is_file()
+    assert result["lossChart"].GetNumberOfPlotSeriesNodes() == 4
+    assert "DLR (MR + CF): test AUC" in panel.label.text and "Random backbone weights" in panel.label.text
