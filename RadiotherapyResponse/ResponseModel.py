@@ -16,6 +16,7 @@ import qt
 import vtk
 
 import slicer
+from RadiotherapyResponseLib import i3djobs
 from RadiotherapyResponseLib import responsemodel as rm
 from RadiotherapyResponseLib import selftests
 from RadiotherapyResponseLib.jobfolder import JobFolder
@@ -67,11 +68,12 @@ Tanaka et al.) or <b>split</b> (one stratified train/test split, test AUC with D
 model, Jeong et al.). Each table is a feature set; with clinical factors, the clinical factors alone and all sets
 combined are evaluated too. Run evaluates in a background job (Cancel stops it; the scene stays usable) and makes
 a results table, a ROC chart and, for bootstrap, one table per feature set with the grid's AUCs (selector x
-classifier), and saves the best model (.skops) with its model card. Predict applies a saved model to the current patient's features.
+classifier), and saves the best model (.skops) with its model card. Predict applies a saved model to the current
+patient's features.
 <b>Inflated 3D network (I3D)</b> (Jeong et al.): from a cohort manifest, a frozen ResNet-50 inflated to 3D reads the
 tumour from MR sequences; DLR (MR) and, with three clinical factors chosen by LASSO, DLR (MR + CF) are trained and
-tested on a held-out third of the patients (results table and loss curves); Predict applies a saved I3D model to the
-current patient's MR volumes, tumour segment and clinical values.
+tested on a held-out third of the patients in a background job (results table and loss curves); Predict applies a
+saved I3D model to the current patient's MR volumes, tumour segment and clinical values.
 See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
 """
         self.parent.acknowledgementText = """
@@ -155,7 +157,8 @@ class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
         self._parameterNodeGuiTag = None
         self._observedClinicalTable = None
         self.panel = None  # the evaluation's JobPanel (a background job), made in setup()
-        self._i3dRun = None  # RadiotherapyResponse.CancellableRun of I3D training and prediction (GUI thread)
+        self.i3dPanel = None  # the same for I3D training
+        self._i3dRun = None  # RadiotherapyResponse.CancellableRun of I3D prediction (in Slicer's GUI thread)
         self._methodNames = ([], [])
         self._i3dCohortCache = (None, None)  # (manifest file version, its names or a problem)
         self._i3dModelCache = (None, None)  # (model file version, what it needs or a problem)
@@ -216,8 +219,21 @@ class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
              self.ui.i3dTrainGroupBox,
              self.ui.i3dPredictGroupBox],
             progressText="{done} of {total}...",
-            cancelText="Cancelling at the next patient or epoch...", onChange=self.updateGUI)
+            cancelText="Cancelling at the next patient...", onChange=self.updateGUI)
+        self.i3dPanel = JobPanel(self.ui.i3dProgressBar, self.ui.i3dStatusLabel, self.ui.i3dCancelButton,
+                                 [self.ui.runButton, self.ui.predictButton, self.ui.i3dTrainButton,
+                                  self.ui.i3dPredictButton], onChange=self.updateGUI)
         self.initializeParameterNode()
+
+    def cleanup(self):
+        if self.i3dPanel:
+            self.i3dPanel.cancel()  # never leave a child process behind
+        JobModuleWidget.cleanup(self)
+
+    def onSceneStartClose(self, caller, event):
+        if self.i3dPanel:
+            self.i3dPanel.onSceneStartClose()
+        JobModuleWidget.onSceneStartClose(self, caller, event)
 
     def guessInputs(self, p):
         if not p.methodDefaultsApplied:  # the papers' selectors and classifiers, once per scene
@@ -411,7 +427,7 @@ class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
 
     @property
     def _running(self):
-        return (self.panel is not None and self.panel.running) or (self._i3dRun is not None and self._i3dRun.running)
+        return any(run is not None and run.running for run in (self.panel, self.i3dPanel, self._i3dRun))
 
     def onRunButton(self):
         """Evaluate in a background job: the checked tables and the clinical table go to a job folder, `rtresponse
@@ -708,13 +724,6 @@ class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
 
     # --- inflated 3D network (I3D): training and prediction
 
-    def _i3dProgress(self, stage, done, total):
-        """run_study's and cohort_features' progress: the bar, and the stage in words."""
-        self._i3dRun.progress(done, total)
-        if not self._i3dRun.cancelRequested:
-            self.ui.i3dStatusLabel.text = self.logic.i3dStageText(stage, done, total)
-            slicer.app.processEvents()
-
     def _ensureI3DDependencies(self, label):
         import RadiotherapyResponse
 
@@ -726,42 +735,43 @@ class ResponseModelWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObse
         return True
 
     def onI3DTrainButton(self):
+        """Train in a background job (`rtresponse i3d train` on the cohort manifest, see i3djobs); Cancel ends it."""
         if not self._ensureI3DDependencies(self.ui.i3dStatusLabel):
             return
-        from rtresponse.models.i3d.features import Cancelled
-
         p = self._parameterNode
         problem = self.i3dTrainProblem()  # the manifest may only now be readable
         if problem:
             self.ui.i3dStatusLabel.text = problem
             return
-        self._i3dRun.setRunning(True)
-        self.ui.i3dStatusLabel.text = "Reading the cohort..."
         try:
-            with slicer.util.tryWithErrorDisplay("I3D training failed."):
-                try:
-                    result = self.logic.trainI3D(
-                        p.i3dManifest, p.i3dOutcome, p.i3dPositive, p.i3dSequences.split(), p.i3dMask.strip(),
-                        clinicalFactors=self.logic.factorNames(p.i3dClinicalFactors), imageOnly=p.i3dImageOnly,
-                        weights=p.i3dWeightsFile if p.i3dWeights == "file" else p.i3dWeights,
-                        shape=self.logic.parseNumbers(p.i3dShape, "input size", integer=True),
-                        spacing=self.logic.parseNumbers(p.i3dSpacing, "voxel size"), trials=p.i3dTrials,
-                        maxEpochs=p.i3dMaxEpochs, outputFolder=p.i3dOutputFolder or None, device=self.i3dDevice(),
-                        weightsFolder=self.hubSettings().weights_folder, progress=self._i3dProgress,
-                        shouldCancel=self._i3dRun.shouldCancel)
-                except Cancelled:
-                    self.ui.i3dStatusLabel.text = "Cancelled: nothing was added to the scene."
-                    return
-                except Exception as error:
-                    self.ui.i3dStatusLabel.text = f"Failed: {error}"
-                    raise
-                p.i3dResultsTable = result["results"]
-                p.i3dLossChart = result["lossChart"]
-                p.i3dModelPath = str(result["modelPath"])
-                self.logic.showTableAndChart(result["results"], result["lossChart"])
-                self.ui.i3dStatusLabel.text = self.logic.i3dSummary(result)
-        finally:
-            self._i3dRun.setRunning(False)
+            with slicer.util.tryWithErrorDisplay("I3D training could not start."):
+                weights = self.logic.i3dWeightsText(p.i3dWeightsFile if p.i3dWeights == "file" else p.i3dWeights)
+                shape = self.logic.parseNumbers(p.i3dShape, "input size", integer=True)
+                spacing = self.logic.parseNumbers(p.i3dSpacing, "voxel size")
+        except Exception as error:  # noqa: BLE001 - shown by tryWithErrorDisplay, and in the status label
+            self.ui.i3dStatusLabel.text = f"Failed: {error}"
+            return
+        outcome = p.i3dOutcome
+        out = p.i3dOutputFolder or rm.resultsFolder(os.path.join(slicer.app.temporaryPath, "ResponseModel"),
+                                                    f"{p.i3dOutcome}-I3D")
+        arguments = i3djobs.trainArguments(
+            p.i3dManifest, p.i3dOutcome, out, p.i3dPositive, p.i3dSequences.split(), p.i3dMask.strip(),
+            self.logic.factorNames(p.i3dClinicalFactors), p.i3dImageOnly, weights, self.hubSettings().weights_folder,
+            shape, spacing, p.i3dTrials, p.i3dMaxEpochs, self.i3dDevice(), overwrite=bool(p.i3dOutputFolder))
+        self.i3dPanel.start(arguments, "Reading the cohort...",
+                            lambda result: self._showI3DTraining(out, outcome, weights),
+                            onFailure=lambda result: slicer.util.errorDisplay(
+                                f"I3D training failed: {result.message}", windowTitle="Response Model"),
+                            scene=slicer.mrmlScene, cancelledText="Cancelled: nothing was added to the scene.")
+
+    def _showI3DTraining(self, out, outcome, weights):
+        loaded = i3djobs.loadTraining(out, slicer.mrmlScene, outcome, weights)
+        p = self._parameterNode
+        if p is not None:
+            p.i3dResultsTable, p.i3dLossChart = loaded["results"], loaded["lossChart"]
+            p.i3dModelPath = str(loaded["modelPath"] or "")
+        self.logic.showTableAndChart(loaded["results"], loaded["lossChart"])
+        return i3djobs.summary(loaded)
 
     def onI3DPredictButton(self):
         if not self._ensureI3DDependencies(self.ui.i3dPredictionLabel):
@@ -1252,16 +1262,6 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
             if i % 2:
                 plot.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
         return chart
-
-    @staticmethod
-    def i3dStageText(stage, done, total):
-        if stage == "features":
-            return f"I3D features: {done} of {total} patient input(s)..."
-        if stage == "tuning":
-            return f"Optuna search: trial {done} of {total}..."
-        if stage == "writing":
-            return "Writing the model files and timing the models (model_card.json)..."
-        return f"Training {stage} (model {done} of {total})..."
 
     @staticmethod
     def i3dSummary(result):
