@@ -189,7 +189,8 @@ def summary(loaded: dict) -> str:
     if "auc632plus" in best:
         how, score = "Best", f"0.632+ AUC {best['auc632plus']:.3f}"
     else:
-        how, score = "Chosen by cross-validation", f"CV AUC {best.get('cv_auc', float('nan')):.3f}, test AUC {best['auc']:.3f}"
+        how = "Chosen by cross-validation"
+        score = f"CV AUC {best.get('cv_auc', float('nan')):.3f}, test AUC {best['auc']:.3f}"
     rows = loaded["results"].GetNumberOfRows()
     return (f"{how} of {rows} model(s): {best['feature_set']}, {best['selector']} + {best['classifier']}, {score}.\n"
             f"Results: '{loaded['results'].GetName()}'; ROC: '{loaded['roc'].GetName()}'.\n"
