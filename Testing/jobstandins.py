@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 
 class Widget:
     """A QPushButton / QLabel / QProgressBar as PythonQt shows it; remembers every value it was given."""
@@ -73,3 +75,11 @@ class StandInPanel:
         self.bar, self.label, self.cancel, self.run, self.train = Widget(), Widget(), Widget(), Widget(), Widget()
         self.panel = JobPanel(self.bar, self.label, self.cancel, [self.run, self.train],
                               jobOptions=dict(python=sys.executable, env=child_env(), timerFactory=Timer))
+
+
+@pytest.fixture
+def panel():
+    """A stand-in job panel whose timers are stopped after the test (import it into a test module to use it)."""
+    Timer.timers = []
+    yield StandInPanel()
+    stop_all()

@@ -14,19 +14,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import LIBRARY
-from jobstandins import StandInPanel, Timer, spin, stop_all
+from jobstandins import spin
+from jobstandins import panel  # noqa: F401  (a fixture)
 
 sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the module files
 from RadiotherapyResponseLib import recurrencevolume as rv  # noqa: E402
 from RadiotherapyResponseLib import testdata, training, trainingcurves  # noqa: E402
 from RadiotherapyResponseLib.jobfolder import JobFolder  # noqa: E402
-
-
-@pytest.fixture
-def panel():
-    Timer.timers = []
-    yield StandInPanel()
-    stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import LIBRARY
-from jobstandins import StandInPanel, Timer, spin, stop_all
+from jobstandins import spin
+from jobstandins import panel  # noqa: F401  (a fixture)
 
 pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -22,13 +23,6 @@ sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the modu
 from RadiotherapyResponseLib import residualtumor as rt  # noqa: E402
 from RadiotherapyResponseLib import testdata, training  # noqa: E402
 from RadiotherapyResponseLib.jobfolder import JobFolder  # noqa: E402
-
-
-@pytest.fixture
-def panel():
-    Timer.timers = []
-    yield StandInPanel()
-    stop_all()
 
 
 @pytest.fixture(scope="module")

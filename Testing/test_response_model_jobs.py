@@ -11,18 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import LIBRARY
-from jobstandins import StandInPanel, Timer, spin, stop_all
+from jobstandins import spin
+from jobstandins import panel  # noqa: F401  (a fixture)
 
 sys.path.insert(0, str(LIBRARY))  # RadiotherapyResponseLib sits beside the module files
 from RadiotherapyResponseLib import responsemodel as rm  # noqa: E402
 from RadiotherapyResponseLib.jobfolder import JobFolder  # noqa: E402
-
-
-@pytest.fixture
-def panel():
-    Timer.timers = []
-    yield StandInPanel()
-    stop_all()
 
 
 def planted(n=60, seed=0):
