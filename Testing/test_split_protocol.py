@@ -72,3 +72,11 @@ def test_too_few_patients_per_class_for_the_folds_is_one_clear_error():
     X, y = _noise(3, n=12)
     with pytest.raises(InputError, match="too few for 5-fold cross-validation"):
         split_protocol({"set": X}, y, ("none",), ("lda",), folds=5)
+
+
+def test_progress_starts_at_zero_and_ends_at_the_number_of_models():
+    """A job runner learns the count before the first model is done (the first may take minutes)."""
+    X, y = _noise(4)
+    calls = []
+    split_protocol({"set": X}, y, ("none",), ("lda", "nb"), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]

@@ -163,6 +163,8 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
 def _run_cells(tasks: list, workers: int, progress, should_cancel) -> list:
     """Results in task order; in parallel, the costliest cells are started first."""
     total = len(tasks)
+    if progress:
+        progress(0, total)  # a job runner learns the count before the first (possibly long) cell ends
     if workers == 1:
         results = []
         for done, task in enumerate(tasks, start=1):

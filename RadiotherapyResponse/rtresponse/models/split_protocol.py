@@ -87,6 +87,8 @@ def split_protocol(feature_sets: Mapping[str, "object"], y: np.ndarray, selector
     train, test = np.asarray(train), np.asarray(test)
     folds_at = cv_folds(y[train], folds, random_state)
     total, done = len(sets) * len(selectors) * len(classifiers), 0
+    if progress:
+        progress(0, total)
     rows, results = [], {}
     for name, X in sets.items():
         X_train = X.iloc[train]
