@@ -46,7 +46,7 @@ def marker(tmp_path):
     assert not path.exists(), "a hostile file ran code"
 
 
-def _refused(call, path, *, match=None):
+def assert_refused(call, path, *, match=None):
     """``call()`` raises InputError whose message names ``path`` (and matches ``match``)."""
     with pytest.raises(InputError) as error:
         call()
@@ -137,7 +137,7 @@ def test_skops_payloads_are_refused_and_run_nothing(name, tmp_path, marker):
     node, needed = _payloads(marker)[name]
     path = write_skops(tmp_path / f"{name}.skops", node)
     assert needed in sio.get_untrusted_types(file=path)  # skops parses the file: the payload is wired
-    message = _refused(lambda: load_model(path), path, match="the file needs types this program does not trust")
+    message = assert_refused(lambda: load_model(path), path, match="the file needs types this program does not trust")
     assert needed in message
 
 
@@ -173,20 +173,20 @@ def _pickle(path: Path, marker: Path) -> Path:
 
 def test_a_pickle_renamed_skops_is_refused(tmp_path, marker):
     path = _pickle(tmp_path / "model.skops", marker)
-    _refused(lambda: load_model(path), path, match="pickle")
+    assert_refused(lambda: load_model(path), path, match="pickle")
 
 
 def test_junk_and_empty_zips_are_not_model_files(tmp_path):
     junk = tmp_path / "junk.skops"
     junk.write_bytes(b"PK\x03\x04 not really a zip")
-    _refused(lambda: load_model(junk), junk, match="not a model file")
+    assert_refused(lambda: load_model(junk), junk, match="not a model file")
     empty = tmp_path / "empty.skops"
     zipfile.ZipFile(empty, "w").close()
-    _refused(lambda: load_model(empty), empty, match="not a model file")
+    assert_refused(lambda: load_model(empty), empty, match="not a model file")
     nested = tmp_path / "nested.skops"  # deeper than JSON parsers recurse
     with zipfile.ZipFile(nested, "w") as archive:
         archive.writestr("schema.json", "[" * 100_000 + "]" * 100_000)
-    _refused(lambda: load_model(nested), nested, match="not a model file")
+    assert_refused(lambda: load_model(nested), nested, match="not a model file")
 
 
 # --------------------------------------------------------------------------- zip bombs and escaping names
@@ -218,12 +218,12 @@ def _many_members(path: Path, count: int) -> Path:
 
 def test_skops_zip_bombs_are_refused_before_skops_reads_them(tmp_path, monkeypatch):
     declared = _declared_bomb(tmp_path / "declared.skops")
-    _refused(lambda: load_model(declared), declared, match="zip bomb")
+    assert_refused(lambda: load_model(declared), declared, match="zip bomb")
     ratio = _ratio_bomb(tmp_path / "ratio.skops")
-    _refused(lambda: load_model(ratio), ratio, match="zip bomb")
+    assert_refused(lambda: load_model(ratio), ratio, match="zip bomb")
     monkeypatch.setattr(safezip, "MAX_MEMBERS", 20)  # 100,001 real members take seconds to write
     many = _many_members(tmp_path / "many.skops", 21)
-    _refused(lambda: load_model(many), many, match="zip bomb")
+    assert_refused(lambda: load_model(many), many, match="zip bomb")
 
 
 def _escaping_names(tmp_path: Path) -> list[str]:
@@ -249,7 +249,7 @@ def test_skops_members_outside_the_archive_are_refused(tmp_path):
     assert load_model(legit)["features"] == ["x"]
     for number, name in enumerate(_escaping_names(tmp_path)):
         path = _with_member(tmp_path / f"escape{number}.skops", name, legit)
-        _refused(lambda: load_model(path), path, match="outside its folder")
+        assert_refused(lambda: load_model(path), path, match="outside its folder")
     assert not (tmp_path / "escaped.txt").exists()
 
 
@@ -262,7 +262,7 @@ def test_safe_extract_writes_only_inside_its_folder(tmp_path):
     assert written == [(tmp_path / "out" / "Scene" / "Scene.mrml").resolve()]
     for number, name in enumerate(_escaping_names(tmp_path)):
         path = _with_member(tmp_path / f"escape{number}.zip", name)
-        _refused(lambda: safezip.safe_extract(path, tmp_path / f"out{number}", "a scene bundle"), path,
+        assert_refused(lambda: safezip.safe_extract(path, tmp_path / f"out{number}", "a scene bundle"), path,
                  match="outside its folder")
         assert not any((tmp_path / f"out{number}").rglob("*"))
     assert not (tmp_path / "escaped.txt").exists()
@@ -281,21 +281,21 @@ def open_scene_bundle():
 def test_mrb_that_is_not_a_zip_is_refused(tmp_path, marker, open_scene_bundle):
     junk = tmp_path / "junk.mrb"
     junk.write_bytes(b"<MRML></MRML>")
-    _refused(lambda: open_scene_bundle(junk), junk, match="not a zip archive")
+    assert_refused(lambda: open_scene_bundle(junk), junk, match="not a zip archive")
     hostile = _pickle(tmp_path / "scene.mrb", marker)
-    _refused(lambda: open_scene_bundle(hostile), hostile, match="pickle")
+    assert_refused(lambda: open_scene_bundle(hostile), hostile, match="pickle")
 
 
 def test_mrb_escaping_members_and_bombs_are_refused(tmp_path, open_scene_bundle):
     for number, name in enumerate(_escaping_names(tmp_path)):
         path = _with_member(tmp_path / f"escape{number}.mrb", name)
-        _refused(lambda: open_scene_bundle(path), path, match="outside its folder")
+        assert_refused(lambda: open_scene_bundle(path), path, match="outside its folder")
     assert not (tmp_path / "escaped.txt").exists()
     assert not (Path(os.path.dirname(tmp_path)) / "escaped.txt").exists()
     bomb = _declared_bomb(tmp_path / "bomb.mrb", "Scene/Scene.mrml")
-    _refused(lambda: open_scene_bundle(bomb), bomb, match="zip bomb")
+    assert_refused(lambda: open_scene_bundle(bomb), bomb, match="zip bomb")
     ratio = _ratio_bomb(tmp_path / "ratio.mrb")
-    _refused(lambda: open_scene_bundle(ratio), ratio, match="zip bomb")
+    assert_refused(lambda: open_scene_bundle(ratio), ratio, match="zip bomb")
 
 
 # --------------------------------------------------------------------------- PyTorch files
@@ -314,11 +314,11 @@ def test_pickles_renamed_pt_are_refused_by_read_state(tmp_path, marker):
     from rtresponse.modelfile import read_state
 
     raw = _pickle(tmp_path / "model.pt", marker)
-    _refused(lambda: read_state(raw, "rtresponse-recurrence-unet-1", "the model", "a recurrence model"), raw,
+    assert_refused(lambda: read_state(raw, "rtresponse-recurrence-unet-1", "the model", "a recurrence model"), raw,
              match="cannot read the model")
     wrapped = tmp_path / "wrapped.pt"  # a real PyTorch zip whose data.pkl holds the payload
     torch.save({"format": "rtresponse-recurrence-unet-1", "config": _Payload(marker)}, wrapped)
-    _refused(lambda: read_state(wrapped, "rtresponse-recurrence-unet-1", "the model", "a recurrence model"),
+    assert_refused(lambda: read_state(wrapped, "rtresponse-recurrence-unet-1", "the model", "a recurrence model"),
              wrapped, match="cannot read the model")
 
 
@@ -326,17 +326,17 @@ def test_pickles_renamed_pth_are_refused_as_weights(tmp_path, marker):
     from rtresponse.features.deep2d.weights import read_state_dict
 
     raw = _pickle(tmp_path / "resnet18.pth", marker)
-    _refused(lambda: read_state_dict(raw), raw, match="cannot read weights")
+    assert_refused(lambda: read_state_dict(raw), raw, match="cannot read weights")
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {"fc.weight": torch.zeros(1)}, "extra": _Payload(marker)}, wrapped)
-    _refused(lambda: read_state_dict(wrapped), wrapped, match="cannot read weights")
+    assert_refused(lambda: read_state_dict(wrapped), wrapped, match="cannot read weights")
 
 
 def test_pickle_renamed_pth_is_refused_when_building_a_network(tmp_path, marker):
     from rtresponse.features import deep2d
 
     raw = _pickle(tmp_path / "resnet18.pth", marker)
-    _refused(lambda: deep2d.build("resnet18", weights=raw), raw, match="cannot read weights")
+    assert_refused(lambda: deep2d.build("resnet18", weights=raw), raw, match="cannot read weights")
 
 
 def _torch_bomb(path: Path) -> Path:
@@ -356,13 +356,13 @@ def test_torch_zip_bombs_are_refused_before_torch_reads_them(tmp_path):
     from rtresponse.modelfile import read_state
 
     bomb = _torch_bomb(tmp_path / "bomb.pt")
-    _refused(lambda: read_state(bomb, "x", "the model", "a model"), bomb, match="zip bomb")
+    assert_refused(lambda: read_state(bomb, "x", "the model", "a model"), bomb, match="zip bomb")
     weights = _torch_bomb(tmp_path / "bomb.pth")
-    _refused(lambda: read_state_dict(weights), weights, match="zip bomb")
+    assert_refused(lambda: read_state_dict(weights), weights, match="zip bomb")
     escaping = tmp_path / "escaping.pt"
     torch.save({"format": "x"}, escaping)
     _with_member(tmp_path / "escaping2.pt", "../escaped.txt", escaping)
-    _refused(lambda: read_state(tmp_path / "escaping2.pt", "x", "the model", "a model"), tmp_path / "escaping2.pt",
+    assert_refused(lambda: read_state(tmp_path / "escaping2.pt", "x", "the model", "a model"), tmp_path / "escaping2.pt",
              match="outside its folder")
 
 
@@ -393,11 +393,11 @@ def _check_tampered(saved: Path, load):
     """The right format tag, but weights or settings that do not fit: one InputError naming the file."""
     assert load(saved) is not None
     missing = _tampered(saved, _drop_first_key)
-    _refused(lambda: load(missing), missing, match="the file's weights do not fit the network (Missing key")
+    assert_refused(lambda: load(missing), missing, match="the file's weights do not fit the network (Missing key")
     shapes = _tampered(saved, _reshape_first)
-    _refused(lambda: load(shapes), shapes, match="the file's weights do not fit the network (size mismatch")
+    assert_refused(lambda: load(shapes), shapes, match="the file's weights do not fit the network (size mismatch")
     no_weights = _tampered(saved, _drop("state_dict"))
-    _refused(lambda: load(no_weights), no_weights, match="no state_dict")
+    assert_refused(lambda: load(no_weights), no_weights, match="no state_dict")
 
 
 def test_recurrence_model_with_wrong_weights_or_settings(tmp_path):
@@ -407,9 +407,9 @@ def test_recurrence_model_with_wrong_weights_or_settings(tmp_path):
     saved = save_unet(tmp_path / "unet.pt", make_unet((2, 2, 2, 2, 2, 2)), {"channels": [2, 2, 2, 2, 2, 2]})
     _check_tampered(saved, load_unet)
     no_config = _tampered(saved, _drop("config"))
-    _refused(lambda: load_unet(no_config), no_config, match="settings do not describe a network")
+    assert_refused(lambda: load_unet(no_config), no_config, match="settings do not describe a network")
     odd = _tampered(saved, lambda state: state.update(config={"channels": [2, 2]}))
-    _refused(lambda: load_unet(odd), odd, match="channels must be the 6 feature counts")
+    assert_refused(lambda: load_unet(odd), odd, match="channels must be the 6 feature counts")
 
 
 def test_i3d_head_with_wrong_weights_or_settings(tmp_path):
@@ -419,7 +419,7 @@ def test_i3d_head_with_wrong_weights_or_settings(tmp_path):
     saved = save_head(tmp_path / "head.pt", make_fusion(n_image=8, hidden=4), {"outcome": "response"})
     _check_tampered(saved, load_head)
     odd = _tampered(saved, lambda state: state.update(architecture='{"n_image": "many"}'))
-    _refused(lambda: load_head(odd), odd, match="settings do not describe a network")
+    assert_refused(lambda: load_head(odd), odd, match="settings do not describe a network")
 
 
 def test_residual_files_with_wrong_weights_or_settings(tmp_path):
@@ -437,7 +437,7 @@ def test_residual_files_with_wrong_weights_or_settings(tmp_path):
     saved = save_classifier(tmp_path / "classifier.pt", Classifier(make_classifier("squeezenet", None), classifier))
     _check_tampered(saved, load_classifier)
     unknown = _tampered(saved, lambda state: state["config"].update(network="no-such-network"))
-    _refused(lambda: load_classifier(unknown), unknown)
+    assert_refused(lambda: load_classifier(unknown), unknown)
 
 
 # --------------------------------------------------------------------------- the allow-list
