@@ -59,7 +59,8 @@ def test_zoo_covers_the_papers_sixteen_networks_and_marks_substitutes():
     # the NPC residual-tumour paper's four classifiers; efficientnet_b0 is the one not among the 16
     npc = {spec.name for spec in deep2d.MODELS.values() if "002_npc_residual" in spec.extra.get("papers", ())}
     assert npc == {"efficientnet_b0", "inception_resnet_v2", "resnet50", "xception"}
-    assert set(deep2d.MODELS) == {spec.name for spec in tanaka} | npc
+    # and EfficientNet-Lite0, in no paper: the ImageNet network whose weights install offline (test_imagenet_weights)
+    assert set(deep2d.MODELS) == {spec.name for spec in tanaka} | npc | {"efficientnet_lite0"}
     for spec in deep2d.MODELS.values():
         assert spec.library in ("timm", "torchvision")
         assert spec.input_size >= 224 and len(spec.mean) == len(spec.std) == 3

@@ -29,6 +29,59 @@ _AUXILIARY = ("aux1.", "aux2.", "AuxLogits.")
 _DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
+# lukemelas/EfficientNet-PyTorch's layout (the EfficientNet-Lite0 PyPI package's file) -> timm's EfficientNet.
+_EFFNET_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_EFFNET_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                 "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
+                 "_bn2": "bn3"}
+# the first block has no expansion: depthwise, then the projection, as timm's DepthwiseSeparableConv names them
+_EFFNET_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+                     "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_EFFNET_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
+
+
+def efficientnet_pytorch_state(state: dict, model, name: str = "the network") -> dict:
+    """``state`` (lukemelas/EfficientNet-PyTorch names: ``_blocks.N._depthwise_conv.weight``) renamed for timm's
+    EfficientNet ``model`` (``blocks.S.I.conv_dw.weight``), by name: the flat block number N is the N-th of timm's
+    stage blocks; a block without ``_expand_conv`` is timm's depthwise-separable block. A key with no counterpart
+    is an :class:`InputError`; the caller loads the result strictly (every key used, every shape equal)."""
+    blocks = [name for name, _ in model.named_modules() if re.fullmatch(r"blocks\.\d+\.\d+", name)]
+    renamed = {}
+    for key, tensor in state.items():
+        match = _EFFNET_KEY.match(key)
+        if match:
+            number, layer, parameter = int(match[1]), match[2], match[3]
+            table = _EFFNET_BLOCK if f"_blocks.{number}._expand_conv.weight" in state else _EFFNET_SEPARABLE
+            if number >= len(blocks) or layer not in table:
+                raise InputError(f"weights do not fit {name} (no counterpart of '{key}')")
+            new = f"{blocks[number]}.{table[layer]}.{parameter}"
+        else:
+            module, _, parameter = key.rpartition(".")
+            if module not in _EFFNET_TOP:
+                raise InputError(f"weights do not fit {name} (no counterpart of '{key}')")
+            new = f"{_EFFNET_TOP[module]}.{parameter}"
+        renamed[new] = tensor
+    return renamed
+
+
+def _is_efficientnet_pytorch(state: dict) -> bool:
+    return "_conv_stem.weight" in state
+
+
+def _load_efficientnet_pytorch(spec: ModelSpec, path: Path, state: dict):
+    """A timm EfficientNet with a lukemelas-layout file's weights, loaded strictly (see the catalogue's ``layout``)."""
+    import timm
+
+    model = timm.create_model(spec.id, pretrained=False, num_classes=1000)
+    try:
+        model.load_state_dict(efficientnet_pytorch_state(state, model, spec.name), strict=True)
+    except InputError as error:
+        raise InputError(error.problem, path=str(path)) from None
+    except RuntimeError as error:
+        raise InputError(f"weights do not fit {spec.name} ({first_problem(error)})", path=str(path)) from None
+    return model
+
+
 def _torchvision_state(spec: ModelSpec, state: dict) -> dict:
     state = {k: v for k, v in state.items() if not k.startswith(_AUXILIARY)}
     if spec.id.startswith("densenet"):
@@ -54,6 +107,10 @@ def _build_timm(spec: ModelSpec, path: Path | None, imagenet: bool):
 
     if path is None:
         return timm.create_model(spec.id, pretrained=False, num_classes=1000)
+    if (spec.weights or {}).get("layout") == "efficientnet_pytorch":  # this network's files may come in that layout
+        state = read_state_dict(path)
+        if _is_efficientnet_pytorch(state):
+            return _load_efficientnet_pytorch(spec, path, state)
     tag = (spec.weights or {}).get("tag") if imagenet else None
     name = f"{spec.id}.{tag}" if tag else spec.id
     if path.suffix != ".safetensors":
@@ -92,8 +149,8 @@ def weights_provenance(model: str | ModelSpec, weights: str | os.PathLike | None
     imagenet = isinstance(weights, str) and weights == "imagenet"
     found = provenance.weights_record(path, seed, "imagenet" if imagenet else None)
     if imagenet and spec.weights:
-        found["published"] = {key: spec.weights[key] for key in ("url", "hf_hub_id", "file", "tag")
-                              if spec.weights.get(key)}
+        found["published"] = {key: spec.weights[key] for key in ("url", "hf_hub_id", "package", "version", "file",
+                                                                 "tag", "sha256") if spec.weights.get(key)}
     return found
 
 

