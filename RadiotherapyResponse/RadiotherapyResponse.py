@@ -11,7 +11,10 @@ import tempfile
 
 import qt
 import slicer
+from RadiotherapyResponseLib import samplejob
+from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY
+from RadiotherapyResponseLib.samplejob import SAMPLE_KINDS
 from RadiotherapyResponseLib.widgets import showSegmentInput  # noqa: F401 - the analysis modules' (kept here for them)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -21,7 +24,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-SAMPLE_KINDS = (("synthetic", "Synthetic head & neck cohort"), ("pyradiomics", "PyRadiomics cases (real MR/CT)"))
 SETTINGS_KEYS = {"device": "RadiotherapyResponse/device", "weights_folder": "RadiotherapyResponse/weightsFolder",
                  "workers": "RadiotherapyResponse/workers", "models_folder": "RadiotherapyResponse/modelsFolder"}
 PYTORCH_EXTENSION_MISSING = ('PyTorch is installed through the "PyTorch" extension. Install it from the Extensions '
@@ -51,13 +53,22 @@ Real sample images are PyRadiomics' regression cases. Built on 3D Slicer, Simple
 
 
 class _SampleDownloader:
-    """Sample Data "download" callback that prepares a cohort and loads its first patient (stable repr)."""
+    """Sample Data "download" callback that loads a cohort's first patient (stable repr); it must return at once.
+
+    A cached cohort's patient is loaded now (fast). The first time, the hub's own job panel prepares the cohort in the
+    background and loads the patient when the job ends; the hub is shown, with its progress and Cancel. One panel owns
+    the job: a second request cannot start a second writer of the cache folder, and no dialog must be kept in step.
+    """
 
     def __init__(self, kind):
         self.kind = kind
 
     def __call__(self, *args):  # Sample Data passes the source
-        return loadSampleWithFeedback(self.kind)
+        widget = slicer.util.getModuleWidget("RadiotherapyResponse")
+        nodes = widget.loadOrPrepareSample(self.kind)
+        if nodes is None:
+            slicer.util.selectModule("RadiotherapyResponse")
+        return nodes
 
     def __repr__(self):
         return f"RadiotherapyResponse sample ({self.kind})"
@@ -74,15 +85,6 @@ def registerSampleData():
             thumbnailFileName=thumbnail, customDownloader=_SampleDownloader(kind))
 
 
-def loadSampleWithFeedback(kind, patient_id=None):
-    """Load a sample patient with a wait cursor and status message (the PyRadiomics cases may install a package)."""
-    slicer.util.showStatusMessage(f"Preparing {kind} sample data (the first time can take a few minutes)...")
-    with slicer.util.tryWithErrorDisplay(f"Failed to load the {kind} sample data.", waitCursor=True):
-        nodes = RadiotherapyResponseLogic().loadSample(kind, patient_id)
-    slicer.util.showStatusMessage(f"Loaded {kind} sample data.", 3000)
-    return nodes
-
-
 class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -97,6 +99,8 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadiotherapyResponseLogic()
+        self.samplePanel = JobPanel(self.ui.sampleProgressBar, self.ui.sampleStatusLabel, self.ui.sampleCancelButton,
+                                    [self.ui.loadSampleButton])
 
         self.ui.sampleKindComboBox.connect("currentIndexChanged(int)", lambda index: self.ui.samplePatientComboBox.clear())
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
@@ -112,18 +116,37 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.updateSettingsGUI()
 
     def cleanup(self):
+        self.samplePanel.cancel()  # never leave a child process behind
         self.removeObservers()
 
     # Sample data and cohort
     def onLoadSample(self):
         kind = SAMPLE_KINDS[self.ui.sampleKindComboBox.currentIndex][0]
-        with slicer.util.tryWithErrorDisplay(f"Failed to load the {kind} sample data.", waitCursor=True):
-            slicer.util.showStatusMessage(f"Preparing {kind} sample data (the first time can take a few minutes)...")
-            patientCohort = self.logic.sampleCohort(kind)
-            patient = self.ui.samplePatientComboBox.currentText or None
-            self._fillCombo(self.ui.samplePatientComboBox, patientCohort.patient_ids, patient)
-            self.logic.loadPatient(patientCohort, patient)
-            slicer.util.showStatusMessage(f"Loaded {kind} sample patient {patient or patientCohort.patient_ids[0]}.", 3000)
+        self.loadOrPrepareSample(kind, self.ui.samplePatientComboBox.currentText or None)
+
+    def loadOrPrepareSample(self, kind, patient=None):
+        """Load the patient of sample cohort ``kind`` now when the cohort is cached (returns the nodes); else prepare
+        the cohort as a background job that loads the patient when it ends (returns None)."""
+        if samplejob.cachedManifest(kind) is not None:
+            with slicer.util.tryWithErrorDisplay(f"Failed to load the {kind} sample data.", waitCursor=True):
+                return self._loadSample(kind, patient)[0]
+        if self.samplePanel.running:
+            slicer.util.showStatusMessage("Sample data is being prepared: wait for it or cancel it.", 5000)
+            return None
+        with slicer.util.tryWithErrorDisplay(f"Failed to prepare the {kind} sample data."):
+            self.samplePanel.start(samplejob.prepareArguments(kind), samplejob.preparingText(kind),
+                                   lambda result: self._loadSample(kind, patient)[1])
+            slicer.util.showStatusMessage(samplejob.preparingText(kind) + " (Radiotherapy Response module)", 5000)
+        return None
+
+    def _loadSample(self, kind, patient):
+        """Load the patient of the cached cohort (fast, in this process): (the nodes, the status text)."""
+        ids, patient, nodes = samplejob.loadSamplePatient(kind, patient, slicer.mrmlScene)
+        self.logic.showPatient(nodes)
+        self._fillCombo(self.ui.samplePatientComboBox, ids, patient)
+        self.ui.sampleStatusLabel.text = text = samplejob.loadedText(kind, patient)
+        slicer.util.showStatusMessage(text, 3000)
+        return nodes, text
 
     def onManifestChanged(self, path):
         self.ui.patientComboBox.clear()
@@ -272,13 +295,11 @@ class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
 
     def sampleCohort(self, kind="synthetic"):
-        """Prepare a sample cohort (``synthetic`` or ``pyradiomics``) in the user cache on first use and load it."""
+        """Prepare a sample cohort (``synthetic`` or ``pyradiomics``) in the user cache on first use, in this process
+        (for scripts; the module's widget prepares it as a background job), and load it."""
         from rtresponse import cohort, sampledata
 
-        if kind not in dict(SAMPLE_KINDS):
-            raise ValueError(f"unknown sample kind '{kind}'; choose one of {', '.join(dict(SAMPLE_KINDS))}")
-        manifest = sampledata.ensure_sample(kind)
-        return cohort.load_manifest(manifest)
+        return cohort.load_manifest(sampledata.ensure_sample(samplejob.checkKind(kind)))
 
     def loadSample(self, kind="synthetic", patient_id=None, show=True):
         """Load one patient of a sample cohort into the scene (default: its first patient); returns the nodes."""
@@ -304,13 +325,18 @@ class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
         patient_id = patient_id or patientCohort.patient_ids[0]  # the library names an unknown patient
         nodes = mrml.load_patient(patientCohort, patient_id, scene=slicer.mrmlScene)
         if show:
-            volumes = list(nodes["volumes"].values())
-            if volumes:
-                slicer.util.setSliceViewerLayers(background=volumes[0], fit=True)
-            if nodes.get("segmentation") is not None:
-                nodes["segmentation"].CreateDefaultDisplayNodes()
-                nodes["segmentation"].GetDisplayNode().SetVisibility(True)
+            self.showPatient(nodes)
         return nodes
+
+    @staticmethod
+    def showPatient(nodes):
+        """Show a loaded patient: its first volume in the slice views, its segmentation visible."""
+        volumes = list(nodes["volumes"].values())
+        if volumes:
+            slicer.util.setSliceViewerLayers(background=volumes[0], fit=True)
+        if nodes.get("segmentation") is not None:
+            nodes["segmentation"].CreateDefaultDisplayNodes()
+            nodes["segmentation"].GetDisplayNode().SetVisibility(True)
 
     def settings(self):
         """Current settings from Slicer's settings; defaults where unset, and where stored values are invalid."""
@@ -380,6 +406,7 @@ class RadiotherapyResponseTest(ScriptedLoadableModuleTest):
         requirePackages(self, ["core"])  # pandas and pyyaml are not part of Slicer
         self.delayDisplay("Loading the synthetic sample cohort")
         nodes = RadiotherapyResponseLogic().loadSample("synthetic")
+        self.assertIsNotNone(samplejob.cachedManifest("synthetic"))  # the widget now loads it without a job
         self.assertTrue(nodes["volumes"])
         for volume in nodes["volumes"].values():
             self.assertIsInstance(volume, slicer.vtkMRMLScalarVolumeNode)
