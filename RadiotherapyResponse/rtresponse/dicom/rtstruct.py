@@ -5,7 +5,8 @@ lie on one slice (within 0.1 slice) of the image. A voxel is inside when its cen
 its outline (within 0.01 voxel) — contours traced through the centres of the boundary voxels (rt-utils,
 OpenCV) give back the mask they came from, and contours on voxel edges (most TPSs) the voxels whose centres
 they enclose. Several contours on one slice combine by nesting: a contour inside an odd number of others is a
-hole (its outline stays inside the ROI).
+hole (its outline stays inside the ROI). A contour of one or two points (OpenCV's trace of a single voxel or a
+one-voxel line) marks the voxels it passes through.
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ def read_rtstruct(path: str | Path) -> StructureSet:
                 roi.other_contours += 1
                 continue
             points = np.asarray([float(v) for v in data], dtype=np.float64)
-            if points.size % 3 or points.size < 9:
-                raise InputError(f"ROI '{roi.name}': a contour has {points.size} coordinates (not 3 per point, at "
-                                 "least 3 points)", path=str(path))
+            if points.size % 3:  # one or two points are kept: a contour around a single voxel or a thin line
+                raise InputError(f"ROI '{roi.name}': a contour has {points.size} coordinates (not 3 per point)",
+                                 path=str(path))
             roi.contours.append(points.reshape(-1, 3))
     frame = str(ds.get("FrameOfReferenceUID", "")) or (frames[0] if frames else "")
     return StructureSet(path, frame, series, list(rois.values()), label=str(ds.get("StructureSetLabel", "")))
