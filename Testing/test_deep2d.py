@@ -238,6 +238,30 @@ def test_cli_writes_features_and_zscore_statistics(synthetic_cohort, tmp_path, c
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_cli_no_zscore_writes_the_networks_raw_outputs_and_no_statistics(synthetic_cohort, tmp_path, capsys):
+    from rtresponse import provenance
+    from rtresponse.cli import main
+    from rtresponse.cohort import load_manifest
+
+    out = tmp_path / "raw.csv"
+    command = ["features", "--kind", "deep2d", "--model", "resnet18", "--weights", "random", "--device", "cpu",
+               "--manifest", str(synthetic_cohort), "--image", "CT", "--mask", "GTVp", "--out", str(out)]
+    assert main(command + ["--no-zscore"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.csv", "raw.csv.json"]  # no raw.zscore.csv
+    table = pd.read_csv(out, index_col="patient_id")
+    cohort = load_manifest(synthetic_cohort)
+    first = cohort.patient_ids[0]
+    direct = deep2d.extract(cohort.read_image(first, "CT"), cohort.read_mask(first, "GTVp", image="CT"),
+                            model="resnet18", weights=None, device="cpu")
+    np.testing.assert_allclose(table.loc[first, deep2d.feature_names("resnet18")].astype(float), direct, rtol=1e-4,
+                               atol=1e-4)
+    assert provenance.read(out)["zscore"] == "none" and provenance.read(out)["settings"]["no_zscore"] is True
+    capsys.readouterr()
+    assert main(command[:-1] + [str(tmp_path / "x.csv"), "--no-zscore", "--zscore-from", str(out)]) == 2
+    assert "--no-zscore and --zscore-from exclude each other" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
 def manual_gradcam(network, layer, x, weights):
     """Grad-CAM written out: ReLU(sum_k mean(dScore/dA_k) A_k), min-max normalised, upsampled."""
     activations = {}

@@ -1,4 +1,5 @@
-"""Command-line parts of the deep-learning features: ``features --kind deep2d``, ``labels``, ``weights``."""
+"""Command-line parts of the deep-learning features: ``features --kind deep2d``, ``gradcam``, ``labels``,
+``weights``."""
 
 from __future__ import annotations
 
@@ -9,41 +10,50 @@ from pathlib import Path
 from . import options
 from .errors import RTResponseError
 from .inputs import read_table
-from .outputs import FILE, Output, writes
+from .outputs import FILE, FOLDER, Output, writes
 
 WEIGHT_CHOICES = "imagenet, random, or a weights file"
 # the options of `features` only deep2d uses (left out of a handcrafted run's provenance)
 DEEP_OPTIONS = ("model", "weights", "device", "batch_size", "amp", "top_k", "context", "size_mm", "level", "width",
-                "zscore_from", "weights_folder")
+                "zscore_from", "no_zscore", "weights_folder")
 # handcrafted-only options of `features` (left out of a deep2d run's provenance)
 HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations", "jobs")
 IMPLAUSIBLE_RATE = 0.1  # a regression-rate threshold above 10 %/day (0.1 per day) is most likely a percentage
+GRADCAM_TABLE = "gradcam.csv"  # in the gradcam command's folder: patient_id, file, weights, status
 
 
 def _weights(value: str):
     return None if value == "random" else value
 
 
+def add_network_options(group) -> None:
+    """The network, its weights and the slice preprocessing: options of ``features --kind deep2d`` and ``gradcam``."""
+    group.add_argument("--model", default="inception_resnet_v2",
+                       help="network of the zoo (see `rtresponse weights list`; default inception_resnet_v2)")
+    group.add_argument("--weights", default="imagenet",
+                       help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
+    group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
+    group.add_argument("--context", default="mask", choices=("mask", "keep"),
+                       help="beyond the paper: 'keep' keeps the tissue around the GTV (default mask, as the paper)")
+    group.add_argument("--size-mm", type=options.POSITIVE, default=100.0, help="crop size in mm (default 100)")
+    group.add_argument("--level", type=options.FINITE, default=50.0, help="window level in HU (default 50)")
+    group.add_argument("--width", type=options.POSITIVE, default=350.0, help="window width in HU (default 350)")
+    group.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for")
+
+
 def add_feature_options(features: argparse.ArgumentParser) -> None:
     """Options of ``rtresponse features`` that only the deep kinds use."""
     deep = features.add_argument_group("deep2d (Tanaka et al.: frozen ImageNet CNN on the max-area GTV slice)")
-    deep.add_argument("--model", default="inception_resnet_v2",
-                      help="network of the zoo (see `rtresponse weights list`; default inception_resnet_v2)")
-    deep.add_argument("--weights", default="imagenet",
-                      help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
-    deep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
+    add_network_options(deep)
     deep.add_argument("--batch-size", type=options.COUNT, default=16, help="slices per network batch (default 16)")
     deep.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on GPUs without bfloat16)")
     deep.add_argument("--top-k", type=options.COUNT, default=1,
                       help="beyond the paper: average the features of the k largest GTV slices (default 1)")
-    deep.add_argument("--context", default="mask", choices=("mask", "keep"),
-                      help="beyond the paper: 'keep' keeps the tissue around the GTV (default mask, as the paper)")
-    deep.add_argument("--size-mm", type=options.POSITIVE, default=100.0, help="crop size in mm (default 100)")
-    deep.add_argument("--level", type=options.FINITE, default=50.0, help="window level in HU (default 50)")
-    deep.add_argument("--width", type=options.POSITIVE, default=350.0, help="window width in HU (default 350)")
     deep.add_argument("--zscore-from", type=Path,
                       help="z-score with these statistics (the .zscore.csv written with a training cohort)")
-    deep.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for")
+    deep.add_argument("--no-zscore", action="store_true",
+                      help="write the network's raw outputs (default: z-scored over this cohort, as the paper; "
+                           "no OUT.zscore.csv is written)")
 
 
 def zscore_path(out: Path) -> Path:
@@ -52,7 +62,8 @@ def zscore_path(out: Path) -> Path:
 
 
 def deep_features(args, progress) -> "tuple":
-    """Run ``features --kind deep2d``; returns (table, extra files written).
+    """Run ``features --kind deep2d``; returns (table, extra files written: the z-score statistics, unless
+    ``--no-zscore``).
 
     The table and the z-score statistics carry a ``weights`` column ("random (seed 0)" or the weights file and
     the start of its SHA-256); the run's provenance gets the network, the weights record, the preprocessing,
@@ -65,6 +76,8 @@ def deep_features(args, progress) -> "tuple":
 
     if len(args.image) != 1:
         raise RTResponseError("deep2d takes one --image (the CT)")
+    if args.no_zscore and args.zscore_from:
+        raise RTResponseError("--no-zscore and --zscore-from exclude each other: give one")
     provenance.note(args, "unused", list(HANDCRAFTED_OPTIONS) + ([] if args.weights == "random" else ["seed"]))
     statistics, made_with = None, None
     if args.zscore_from:
@@ -80,7 +93,8 @@ def deep_features(args, progress) -> "tuple":
                            weights=_weights(args.weights), device=args.device, batch_size=args.batch_size,
                            amp=args.amp, size_mm=args.size_mm, level=args.level, width=args.width,
                            context=args.context, top_k=args.top_k, seed=args.seed,
-                           weights_folder=args.weights_folder, statistics=statistics, progress=progress)
+                           weights_folder=args.weights_folder, standardize=not args.no_zscore,
+                           statistics=statistics, progress=progress)
     label = str(table[WEIGHTS].iloc[0])
     if made_with and made_with != [label]:
         print(f"rtresponse: warning: the z-score statistics {args.zscore_from} were made with weights "
@@ -88,10 +102,73 @@ def deep_features(args, progress) -> "tuple":
     if label.startswith("random"):
         print(f"rtresponse: warning: {label} weights: features for testing only, not for analysis",
               file=sys.stderr)
+    if args.no_zscore:
+        return table, []
     stats_file = zscore_path(args.out)
     with atomic_path(stats_file) as tmp:
         table.attrs["zscore"].assign(**{WEIGHTS: label}).to_csv(tmp)
     return table, [stats_file]
+
+
+def _map_file(pid: str, taken: set) -> str:
+    """``<patient>_gradcam.nrrd``, the patient id made safe as a file name and unique among ``taken`` (lower case)."""
+    base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(pid)) or "patient"
+    name, n = f"{base}_gradcam.nrrd", 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{base}_{n}_gradcam.nrrd"
+    taken.add(name.lower())
+    return name
+
+
+def _gradcam(args) -> int:
+    """``rtresponse gradcam``: a Grad-CAM map per patient (NRRD on the patient's image grid) and gradcam.csv."""
+    import pandas as pd
+
+    from . import provenance
+    from .cohort import load_manifest
+    from .features.deep2d import gradcam_cohort, model_spec, weights_provenance
+    from .features.deep2d.extraction import device_record, network_record, weights_column
+    from .imageio import write_image
+    from .progress import Bar
+    from .settings import resolve_device
+
+    spec, weights = model_spec(args.model), _weights(args.weights)
+    provenance.note(args, "unused", [] if weights is None else ["seed"])
+    bar, rows, taken = Bar("computing Grad-CAM maps"), [], set()
+    try:
+        for pid, heat, status in gradcam_cohort(
+                load_manifest(args.manifest), image=args.image, mask=args.mask, model=spec.name, weights=weights,
+                target=args.unit, device=args.device, size_mm=args.size_mm, level=args.level, width=args.width,
+                context=args.context, seed=args.seed, weights_folder=args.weights_folder, patients=args.patient,
+                progress=bar):
+            file = _map_file(pid, taken) if heat is not None else ""
+            if heat is not None:
+                write_image(heat, args.out / file)
+            rows.append({"patient_id": pid, "file": file, "status": status})
+    finally:
+        bar.close()
+    table = pd.DataFrame(rows, columns=["patient_id", "file", "status"]).set_index("patient_id")
+    failed = table[table["status"] != "ok"]
+    if len(failed) == len(table):
+        raise RTResponseError(f"no Grad-CAM map could be made: {failed['status'].iloc[0]}" if len(table)
+                              else "no patient in the manifest")
+    record = weights_provenance(spec, weights, args.seed, args.weights_folder)
+    table.insert(1, "weights", weights_column(record))
+    provenance.note(args, "network", network_record(spec))
+    provenance.note(args, "weights", record)
+    provenance.note(args, "device", device_record(resolve_device(args.device)))
+    provenance.note(args, "target", "the strongest output unit of each slice" if args.unit is None
+                    else f"output unit {args.unit}")
+    table.to_csv(args.out / GRADCAM_TABLE)
+    print(f"wrote {args.out}: {len(table) - len(failed)} Grad-CAM map(s) of {len(table)} patient(s); "
+          f"{len(failed)} failed")
+    for pid, status in failed["status"].items():
+        print(f"  {pid}: {status}", file=sys.stderr)
+    if weights is None:
+        print(f"rtresponse: warning: {table['weights'].iloc[0]} weights: maps for testing only, not for analysis",
+              file=sys.stderr)
+    return 0
 
 
 def rate_text(rate: float) -> str:
@@ -163,6 +240,24 @@ def _download(spec, folder):
 
 
 def add_commands(commands) -> None:
+    gradcam = commands.add_parser(
+        "gradcam", help="Grad-CAM maps of a deep-feature network on each patient's max-area GTV slice",
+        description="For every patient of a manifest (or each --patient): where the network of `features --kind "
+                    "deep2d` looks on the largest GTV slice (Grad-CAM, values 0..1, on that slice of the patient's "
+                    "image grid, 0 elsewhere). Writes OUT/<patient>_gradcam.nrrd per patient and OUT/gradcam.csv "
+                    "(patient_id, file, weights, status: 'ok' or why that patient has no map).")
+    gradcam.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    gradcam.add_argument("--image", required=True, help="image name (the NAME of an image_NAME column; the CT)")
+    gradcam.add_argument("--mask", required=True, help="mask name (the NAME of a mask_NAME column)")
+    gradcam.add_argument("--patient", action="append", help="only this patient (repeatable; default all)")
+    gradcam.add_argument("--unit", type=options.integer(0, 999),
+                         help="explain this output unit (0-999; default the strongest unit of each slice)")
+    gradcam.add_argument("--seed", type=options.SEED, default=0, help="random seed of --weights random (default 0)")
+    add_network_options(gradcam.add_argument_group("network and preprocessing (as features --kind deep2d)"))
+    gradcam.add_argument("--out", required=True, type=Path, help="output folder")
+    gradcam.set_defaults(func=_gradcam)
+    writes(gradcam, Output("out", FOLDER))
+
     labels = commands.add_parser(
         "labels", help="tumour-regression labels from planning and boost GTVs (Tanaka et al.)",
         description="Regression rate = (initial GTV - boost GTV) / initial GTV / treatment days, a fraction per "

@@ -105,13 +105,26 @@ def zscore(features: "pd.DataFrame", statistics: "pd.DataFrame | None" = None) -
     return out, statistics[columns]
 
 
-def _patient_crops(cohort: "Cohort", pid: str, image: str, mask: str, options: dict) -> list[np.ndarray]:
+def patient_slices(cohort: "Cohort", pid: str, image: str, mask: str, options: dict) -> tuple:
+    """(the patient's image, its preprocessed tumour slices: SliceCrop, largest first); a problem with the mask is
+    an InputError naming the patient and the mask column. ``options``: those of ``tumour_slices``."""
     ct = cohort.read_image(pid, image)
     gtv = cohort.read_mask(pid, mask, image=image, reference=ct)
     try:
-        return [crop.pixels for crop in tumour_slices(ct, gtv, **options)]
+        return ct, tumour_slices(ct, gtv, **options)
     except InputError as error:
         raise InputError(error.problem, patient=pid, column=f"mask_{mask}") from None
+
+
+def check_columns(cohort: "Cohort", image: str, mask: str) -> None:
+    """The manifest has columns ``image_<image>`` and ``mask_<mask>``."""
+    for kind, name, names in (("image", image, cohort.image_names), ("mask", mask, cohort.mask_names)):
+        if name not in names:
+            raise InputError(f"no column {kind}_{name} ({kind}s: {', '.join(names)})", path=str(cohort.path))
+
+
+def _patient_crops(cohort: "Cohort", pid: str, image: str, mask: str, options: dict) -> list[np.ndarray]:
+    return [crop.pixels for crop in patient_slices(cohort, pid, image, mask, options)[1]]
 
 
 def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", model: str = PAPER_DEFAULT,
@@ -133,9 +146,7 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     import pandas as pd
 
     spec = model_spec(model)
-    for kind, name, names in (("image", image, cohort.image_names), ("mask", mask, cohort.mask_names)):
-        if name not in names:
-            raise InputError(f"no column {kind}_{name} ({kind}s: {', '.join(names)})", path=str(cohort.path))
+    check_columns(cohort, image, mask)
     _check_options(size_mm, level, width, context, top_k)
     device = resolve_device(device)
     load_network(spec, weights, seed, weights_folder, device)  # fail fast (missing weights) before any patient

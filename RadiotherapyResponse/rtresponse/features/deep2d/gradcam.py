@@ -1,4 +1,6 @@
-"""Grad-CAM on the max-area slice (MONAI's GradCAM), mapped back onto the CT's grid.
+"""Grad-CAM on the max-area slice (MONAI's GradCAM), mapped back onto the CT's grid: of one image
+(:func:`gradcam`) or of every patient of a cohort with one network (:func:`gradcam_cohort`, the
+``rtresponse gradcam`` command).
 
 The target is one output unit of the network, or a linear combination of its outputs — the
 score a downstream model computes from selected deep features — so the map shows where the
@@ -9,7 +11,7 @@ explains one class.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -17,12 +19,14 @@ from ...errors import InputError
 from ...imaging import SliceCrop, tumour_slices
 from ...settings import resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
-from .extraction import N_FEATURES, feature_names
+from .extraction import N_FEATURES, _check_options, check_columns, feature_names, patient_slices
 from .networks import build, to_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import SimpleITK as sitk
+
+    from ...cohort import Cohort
 
 Target = int | Sequence[float] | Mapping[str, float] | None
 
@@ -86,25 +90,39 @@ def min_max_per_map(maps):
     return (maps - low) / span.where(span > 0, span.new_ones(()))
 
 
+class Explainer:
+    """One network and its MONAI GradCAM, reused for every slice: ``explainer(crop)`` -> (size, size) in [0, 1].
+
+    The network is built fresh (MONAI leaves its hooks on it), once: a cohort pays for it once, not per patient.
+    """
+
+    def __init__(self, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
+                 target: Target = None, statistics=None, device: str = "auto", seed: int = 0, weights_folder=None):
+        from monai.visualize import GradCAM
+
+        self.spec = model_spec(model)
+        self.device = resolve_device(device)
+        self.combination = target_weights(self.spec.name, target, statistics)
+        network = build(self.spec, weights, seed, weights_folder).to(self.device)
+        self.cam = GradCAM(nn_module=_score_network(network, self.combination),
+                           target_layers=f"net.{self.spec.cam_layer}", postprocessing=min_max_per_map)
+
+    def __call__(self, crop: SliceCrop) -> np.ndarray:
+        import torch.nn.functional as F
+
+        x = to_input([crop.pixels], self.spec, self.device).requires_grad_(True)
+        heat = self.cam(x, class_idx=None if self.combination is None else 0)  # (1, 1, S, S) in [0, 1]
+        heat = F.interpolate(heat.detach().float(), size=crop.pixels.shape, mode="bilinear", align_corners=False)
+        return np.clip(heat[0, 0].cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
 def gradcam_crop(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike | None = "imagenet",
                  target: Target = None, statistics=None, device: str = "auto", size_mm: float = 100.0,
                  level: float = 50.0, width: float = 350.0, context: str = "mask", seed: int = 0,
                  weights_folder=None) -> tuple[np.ndarray, SliceCrop]:
     """Grad-CAM (size, size) in [0, 1] on the preprocessed max-area slice, and that slice."""
-    import torch.nn.functional as F
-    from monai.visualize import GradCAM
-
-    spec = model_spec(model)
-    device = resolve_device(device)
     crop = tumour_slices(image, mask, size_mm, level, width, context)[0]
-    combination = target_weights(spec.name, target, statistics)
-    network = build(spec, weights, seed, weights_folder).to(device)  # fresh: MONAI leaves hooks on it
-    cam = GradCAM(nn_module=_score_network(network, combination), target_layers=f"net.{spec.cam_layer}",
-                  postprocessing=min_max_per_map)
-    x = to_input([crop.pixels], spec, device).requires_grad_(True)
-    heat = cam(x, class_idx=None if combination is None else 0)  # (1, 1, S, S) in [0, 1]
-    heat = F.interpolate(heat.detach().float(), size=crop.pixels.shape, mode="bilinear", align_corners=False)
-    return np.clip(heat[0, 0].cpu().numpy(), 0.0, 1.0).astype(np.float32), crop
+    return Explainer(model, weights, target, statistics, device, seed, weights_folder)(crop), crop
 
 
 def crop_map_to_image(values: np.ndarray, crop: SliceCrop, reference: "sitk.Image") -> "sitk.Image":
@@ -135,3 +153,38 @@ def gradcam(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike 
     values, crop = gradcam_crop(image, mask, model, weights, target, statistics, device, **options)
     reference = sitk.GetImageFromArray(np.asarray(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
     return crop_map_to_image(values, crop, reference)
+
+
+def gradcam_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", model: str = PAPER_DEFAULT,
+                   weights: str | os.PathLike | None = "imagenet", target: Target = None, statistics=None,
+                   device: str = "auto", size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
+                   context: str = "mask", seed: int = 0, weights_folder=None, patients: Sequence[str] | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   ) -> Iterator[tuple[str, "sitk.Image | None", str]]:
+    """(patient id, Grad-CAM volume on the patient's image grid or None, status) for each patient of the cohort
+    (or of ``patients``), one at a time: a patient whose image or mask fails gets None and the reason ("ok"
+    otherwise), the others go on. The network is built once, before any patient (missing weights fail there).
+    ``progress(done, total)`` before the first patient and after each."""
+    check_columns(cohort, image, mask)
+    _check_options(size_mm, level, width, context, 1)
+    ids = cohort.patient_ids
+    if patients:
+        unknown = [pid for pid in patients if pid not in ids]
+        if unknown:
+            raise InputError(f"no patient '{unknown[0]}' in the manifest", path=str(cohort.path))
+        chosen = set(patients)
+        ids = [pid for pid in ids if pid in chosen]
+    if progress:
+        progress(0, len(ids))  # before the network is built (seconds with large networks)
+    explain = Explainer(model, weights, target, statistics, device, seed, weights_folder)
+    options = dict(size_mm=size_mm, level=level, width=width, context=context)
+    for done, pid in enumerate(ids, start=1):
+        try:
+            ct, crops = patient_slices(cohort, pid, image, mask, options)
+        except InputError as error:
+            heat, status = None, str(error)
+        else:
+            heat, status = crop_map_to_image(explain(crops[0]), crops[0], ct), "ok"
+        if progress:
+            progress(done, len(ids))
+        yield pid, heat, status

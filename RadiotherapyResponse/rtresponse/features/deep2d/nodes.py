@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 HEAT_COLOR_NODE = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # one of Slicer's default colour tables
+GRADCAM_MODEL_ATTRIBUTE = "RadiotherapyResponse.GradCAM.model"
+GRADCAM_SEGMENT_ATTRIBUTE = "RadiotherapyResponse.GradCAM.segment"
 
 
 def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str], model: str = PAPER_DEFAULT,
@@ -53,10 +55,8 @@ def extract_segments(volume_node, segmentation_node, segment_ids: Sequence[str],
 def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: str = PAPER_DEFAULT,
                         weights="imagenet", target: Target = None, statistics=None, device: str = "auto",
                         name: str | None = None, scene=None, **options):
-    """A new scalar volume node: the Grad-CAM of the segment's max-area slice on the volume's grid.
-
-    Shown with a cold-to-hot colour table where the scene has it (Slicer's default colours).
-    """
+    """A new scalar volume node: the Grad-CAM of the segment's max-area slice on the volume's grid, shown as a heat
+    map (:func:`show_as_heat_map`)."""
     from ... import mrml
 
     image = mrml.volume_node_to_image(volume_node)
@@ -66,8 +66,19 @@ def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: 
     except InputError as error:
         raise InputError(f"segment '{segment_id}': {error.problem}", node=segmentation_node.GetName()) from None
     segment = mrml.segment_names(segmentation_node).get(segment_id, segment_id)
-    name = name or f"{volume_node.GetName()} Grad-CAM {model_spec(model).name} {segment}"
-    node = mrml.image_to_volume_node(heat, name, scene=scene or volume_node.GetScene())
+    name = name or gradcam_node_name(volume_node.GetName(), model, segment)
+    return show_as_heat_map(mrml.image_to_volume_node(heat, name, scene=scene or volume_node.GetScene()), model,
+                            segment)
+
+
+def gradcam_node_name(volume_name: str, model: str, segment: str) -> str:
+    return f"{volume_name} Grad-CAM {model_spec(model).name} {segment}"
+
+
+def show_as_heat_map(node, model: str, segment: str):
+    """A Grad-CAM volume node (values in [0, 1]) shown with a cold-to-hot colour table where the scene has it
+    (Slicer's default colours), window 0..1, values under 0.05 hidden (the CT stays visible around the map), and
+    attributes naming the network and the segment; returns the node."""
     display = node.GetDisplayNode()
     if display is not None:
         color = node.GetScene().GetNodeByID(HEAT_COLOR_NODE)
@@ -77,9 +88,10 @@ def gradcam_volume_node(volume_node, segmentation_node, segment_id: str, model: 
         display.SetWindowLevelMinMax(0.0, 1.0)
         display.SetLowerThreshold(0.05)  # keep the CT visible around the map
         display.ApplyThresholdOn()
-    node.SetAttribute("RadiotherapyResponse.GradCAM.model", model_spec(model).name)
-    node.SetAttribute("RadiotherapyResponse.GradCAM.segment", segment)
+    node.SetAttribute(GRADCAM_MODEL_ATTRIBUTE, model_spec(model).name)
+    node.SetAttribute(GRADCAM_SEGMENT_ATTRIBUTE, segment)
     return node
 
 
-__all__ = ["HEAT_COLOR_NODE", "extract_segments", "gradcam_volume_node"]
+__all__ = ["GRADCAM_MODEL_ATTRIBUTE", "GRADCAM_SEGMENT_ATTRIBUTE", "HEAT_COLOR_NODE", "extract_segments",
+           "gradcam_node_name", "gradcam_volume_node", "show_as_heat_map"]
