@@ -1,18 +1,19 @@
 """Tumor Features module: handcrafted (PyRadiomics) and deep 2D-CNN features of segments, one table node per run.
 
-A thin widget over RadiotherapyResponseLib: every extraction is an ``rtresponse features`` job in a child process
-(progress, Cancel; Slicer stays usable). The Logic measures in process, for scripts.
+A thin widget over RadiotherapyResponseLib: every extraction is an ``rtresponse features`` job, every Grad-CAM an
+``rtresponse gradcam`` job, in a child process (progress, Cancel; Slicer stays usable). The Logic measures in
+process, for scripts.
 """
 
 import logging
 
 import qt
-import vtk
 
 import slicer
-from RadiotherapyResponseLib import featurejobs, segmentfeatures, segments, selftests, testdata
+from RadiotherapyResponseLib import featurejobs, gradcamjob, segmentfeatures, segments, selftests, testdata
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
+from RadiotherapyResponseLib.modulewidget import JobModuleWidget
 from RadiotherapyResponseLib.slicerutils import hubSettings, showTable
 from RadiotherapyResponseLib.weightsjob import withImageNetWeights
 from RadiotherapyResponseLib.widgets import showComboText, showPath
@@ -32,6 +33,8 @@ DEEP_WEIGHT_SOURCES = featurejobs.DEEP_WEIGHT_SOURCES  # saved source -> combo b
 SEGMENT_EDITOR_SINGLETON_TAG = "TumorFeaturesSegmentEditor"  # the embedded editor's own parameter node
 STATUS_OK = featurejobs.STATUS_OK
 TITLE = "Tumor Features"
+GRADCAM_TIP = ("Make the Grad-CAM map of each selected segment (all when none is selected) in the background and "
+               "show the first over the volume.")
 
 
 class TumorFeatures(ScriptedLoadableModule):
@@ -47,7 +50,8 @@ and one or more segments (all when none is selected); draw or correct a GTV with
 preset or a PyRadiomics parameter file and press Run: it runs in the background with a progress bar (Cancel stops it
 within seconds). Each run makes a new table (rows: segments, columns: features, and a status column saying why a
 segment could not be measured). "Deep features (2D CNN)" does the same with a frozen ImageNet network on each
-segment's largest slice, and shows its Grad-CAM map (device and weights folder: the Radiotherapy Response settings).
+segment's largest slice; "Show activation map" makes the Grad-CAM map of each selected segment, also in the
+background, and shows the first over the volume (device and weights folder: the Radiotherapy Response settings).
 See <a href="https://github.com/RadiotherapyResponse/SlicerRadiotherapyResponse">the documentation</a>.
 """
         self.parent.acknowledgementText = """
@@ -59,19 +63,24 @@ papers implemented by the Radiotherapy Response extension.
 @parameterNodeWrapper
 class TumorFeaturesParameterNode:
     """Module state, saved with the scene: inputs, preset or PyRadiomics parameter file (overrides the preset), the
-    latest table, and the deep-feature network with its weights source ("imagenet", "file" or "random")."""
+    latest table and Grad-CAM map, and the deep-feature network with its weights source ("imagenet", "file" or
+    "random")."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     inputSegmentation: vtkMRMLSegmentationNode
     preset: str = "ct-tanaka"
     parameterFile: str = ""
     outputTable: vtkMRMLTableNode
+    outputGradcam: vtkMRMLScalarVolumeNode
     deepModel: str = "inception_resnet_v2"
     deepWeightsSource: str = "imagenet"
     deepWeightsFile: str = ""
 
 
-class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class TumorFeaturesWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Segments (table and embedded editor) and three buttons that each start a job; the parameter node, scene
+    close and job-folder plumbing are JobModuleWidget's (RadiotherapyResponseLib)."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -99,20 +108,21 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                               [self.ui.runButton, self.ui.deepRunButton, self.ui.deepActivationMapButton],
                               onChange=self.updateGUI)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.observeScene(slicer.mrmlScene)
         # Slicer binds a str parameter to a QComboBox only with a Choice annotation, to a ctkPathLineEdit not at all
+        def chosen(parameter, combo, values=None):  # a combo box's index -> the parameter (none while it is empty)
+            return lambda index: index >= 0 and self._setParameter(parameter,
+                                                                   values[index] if values else combo.itemText(index))
+
         for widget, signal, slot in (
-                (self.ui.presetComboBox, "currentIndexChanged(int)",
-                 lambda index: self._setParameter("preset", self.ui.presetComboBox.itemText(index), index >= 0)),
+                (self.ui.presetComboBox, "currentIndexChanged(int)", chosen("preset", self.ui.presetComboBox)),
                 (self.ui.parameterFilePathLineEdit, "currentPathChanged(QString)",
                  lambda path: self._setParameter("parameterFile", path)),
                 (self.ui.segmentsTableView, "selectionChanged(QItemSelection,QItemSelection)", self.updateGUI),
                 (self.ui.runButton, "clicked(bool)", self.onRunButton),
-                (self.ui.deepModelComboBox, "currentIndexChanged(int)",
-                 lambda index: self._setParameter("deepModel", self.ui.deepModelComboBox.itemText(index), index >= 0)),
+                (self.ui.deepModelComboBox, "currentIndexChanged(int)", chosen("deepModel", self.ui.deepModelComboBox)),
                 (self.ui.deepWeightsSourceComboBox, "currentIndexChanged(int)",
-                 lambda index: self._setParameter("deepWeightsSource", list(DEEP_WEIGHT_SOURCES)[index], index >= 0)),
+                 chosen("deepWeightsSource", None, list(DEEP_WEIGHT_SOURCES))),
                 (self.ui.deepWeightsFilePathLineEdit, "currentPathChanged(QString)",
                  lambda path: self._setParameter("deepWeightsFile", path)),
                 (self.ui.deepRunButton, "clicked(bool)", self.onDeepRunButton),
@@ -121,47 +131,25 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self):
-        if self.panel:
-            self.panel.cancel()  # never leave a child process behind
         self._segmentsObserver.follow(None)
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
+        JobModuleWidget.cleanup(self)
 
     def exit(self):
         self.ui.segmentEditorWidget.setActiveEffect(None)
         self.ui.segmentEditorWidget.removeViewObservations()
-        if self._parameterNode:  # kept: a job that ends while the module is left still records its table
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+        JobModuleWidget.exit(self)
 
     def onSceneStartClose(self, caller, event):
-        self.panel.onSceneStartClose()  # a running job is cancelled: its results belong to the closing scene
-        self.setParameterNode(None)
+        JobModuleWidget.onSceneStartClose(self, caller, event)
         self.ui.segmentEditorWidget.setSegmentationNode(None)
         self.ui.segmentEditorWidget.removeViewObservations()
 
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self):
         self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.getSegmentEditorNode())
-        self.setParameterNode(self.logic.getParameterNode())
-        segments.guessInputs(self._parameterNode, slicer.mrmlScene)  # the first volume and segmentation
+        JobModuleWidget.initializeParameterNode(self)
 
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # In the .ui file, the SlicerParameterName dynamic property names the parameter a widget shows
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
-        self.updateGUI()
+    def guessInputs(self, parameterNode):
+        segments.guessInputs(parameterNode, slicer.mrmlScene)  # the first volume and segmentation
 
     def updateGUI(self, *unused):
         """Follow the parameter node: settings, deep settings, segment table and editor, buttons."""
@@ -186,7 +174,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self):
         from rtresponse.features import deep2d, handcrafted
 
-        p, ids, running = self._parameterNode, self.segmentIdsToMeasure(), self.panel.running
+        p, ids = self._parameterNode, self.segmentIdsToMeasure()
         problem, deepProblem = featurejobs.inputProblems(*(
             (p.inputVolume, p.inputSegmentation, len(ids), p.preset, p.parameterFile, handcrafted.list_presets(),
              p.deepModel, deep2d.MODELS, p.deepWeightsSource, p.deepWeightsFile) if p else (None,) * 10))
@@ -194,23 +182,15 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSelectionLabel.text = problem or (
             f"{selected} selected segment(s) will be measured." if selected
             else f"No segment selected: all {len(ids)} will be measured.")
-        for button, buttonProblem, tip in (
-                (self.ui.runButton, problem, "Compute the features of the selected segments into a new table."),
-                (self.ui.deepRunButton, deepProblem,
-                 "Compute the deep features of the selected segments into a new table."),
-                (self.ui.deepActivationMapButton, deepProblem, "Show the Grad-CAM map of the first selected segment "
-                                                               "(the first when none is selected) over the volume.")):
-            button.enabled = buttonProblem is None and not running
-            button.toolTip = buttonProblem or tip
+        self.showProblem(self.ui.runButton, problem, "Compute the features of the selected segments into a new table.")
+        self.showProblem(self.ui.deepRunButton, deepProblem,
+                         "Compute the deep features of the selected segments into a new table.")
+        self.showProblem(self.ui.deepActivationMapButton, deepProblem, GRADCAM_TIP)
 
     def segmentIdsToMeasure(self):
         """The segments selected in the table; all segments when none is selected."""
         p = self._parameterNode
         return segments.segmentIdsToMeasure(self.ui.segmentsTableView, p.inputSegmentation if p else None)
-
-    def _setParameter(self, name, value, valid=True):
-        if self._parameterNode and valid:
-            setattr(self._parameterNode, name, value)
 
     def deepWeights(self):
         """The ``weights`` argument of rtresponse.features.deep2d: "imagenet", a file path, or None (random)."""
@@ -222,8 +202,9 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._installed(DEPENDENCY_GROUPS, "PyRadiomics is"):
             p = self._parameterNode
             volume, segmentation, settings = p.inputVolume, p.inputSegmentation, p.parameterFile or p.preset
-            self._startFeaturesJob("Measuring {n} segment(s)...", lambda folder, ids: featurejobs.prepareHandcrafted(
-                folder, volume, segmentation, ids, settings, hubSettings().workers))
+            self._startJob(lambda folder, ids: featurejobs.prepareHandcrafted(
+                folder, volume, segmentation, ids, settings, hubSettings().workers),
+                "Measuring {n} segment(s)...", self._loadTable, "Feature extraction", "no table was made")
 
     def onDeepRunButton(self):
         if self._installed(DEEP_DEPENDENCY_GROUPS, "PyTorch, timm and MONAI are"):
@@ -231,7 +212,7 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onActivationMapButton(self):
         if self._installed(DEEP_DEPENDENCY_GROUPS, "PyTorch, timm and MONAI are"):
-            self._withWeights(self._showActivationMap)
+            self._withWeights(self._runGradcam)
 
     def _installed(self, groups, what):
         import RadiotherapyResponse
@@ -251,32 +232,35 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _runDeep(self):
         p, hub, weights = self._parameterNode, hubSettings(), self.deepWeights()
         volume, segmentation, model = p.inputVolume, p.inputSegmentation, p.deepModel
-        self._startFeaturesJob(f"Loading {model} for {{n}} segment(s)...", lambda folder, ids: featurejobs.prepareDeep(
-            folder, volume, segmentation, ids, model, weights, hub.device, hub.weights_folder))
+        self._startJob(lambda folder, ids: featurejobs.prepareDeep(
+            folder, volume, segmentation, ids, model, weights, hub.device, hub.weights_folder),
+            f"Loading {model} for {{n}} segment(s)...", self._loadTable, "Feature extraction", "no table was made")
 
-    def _startFeaturesJob(self, description, prepare):
-        """Export the segments to a new job folder (``prepare(folder, segmentIds)`` -> FeaturesJob) and start the job;
-        when it ends, its table is loaded (if the inputs are still in the scene) and shown."""
+    def _runGradcam(self):
+        p, hub, weights = self._parameterNode, hubSettings(), self.deepWeights()
+        volume, segmentation, model = p.inputVolume, p.inputSegmentation, p.deepModel
+        self._startJob(lambda folder, ids: gradcamjob.prepareGradcam(
+            folder, volume, segmentation, ids, model, weights, hub.device, hub.weights_folder),
+            f"Loading {model} for the Grad-CAM of {{n}} segment(s)...",
+            lambda job: self._loadMaps(job, volume, segmentation), "Grad-CAM", "no map was made")
+
+    def _startJob(self, prepare, description, load, what, notMade):
+        """Export the segments to a new job folder (``prepare(folder, segmentIds)`` -> a job with ``arguments``) and
+        start the job; when it ends with its inputs still in the scene, ``load(job)`` brings its results in."""
         p, segmentIds = self._parameterNode, self.segmentIdsToMeasure()
         self.ui.segmentEditorWidget.setActiveEffect(None)
-        folder = JobFolder("TumorFeatures")
-        try:
-            with slicer.util.tryWithErrorDisplay("Could not export the segments for measuring.", waitCursor=True):
-                job = prepare(folder.path, segmentIds)
-        except Exception as error:
-            folder.remove()
-            self.ui.statusLabel.text = f"Failed: {error}"
+        folder, job = self.exportToJobFolder("TumorFeatures", lambda path: prepare(path, segmentIds))
+        if folder is None:
             return
-        self.panel.start(job.arguments, description.format(n=len(segmentIds)),
-                         lambda result: self._loadTable(job.out, job.tableName, job.attributes),
-                         onFailure=lambda result: slicer.util.errorDisplay(
-                             f"Feature extraction failed: {result.message}", windowTitle=TITLE),
+        self.panel.start(job.arguments, description.format(n=len(segmentIds)), lambda result: load(job),
+                         onFailure=lambda result: slicer.util.errorDisplay(f"{what} failed: {result.message}",
+                                                                           windowTitle=TITLE),
                          folder=folder, inputs=[p.inputVolume, p.inputSegmentation], scene=slicer.mrmlScene,
-                         cancelledText="Cancelled: no table was made.")
+                         cancelledText=f"Cancelled: {notMade}.")
 
-    def _loadTable(self, path, name, attributes):
-        table = featurejobs.importFeatureTable(path, slicer.mrmlScene.GenerateUniqueName(name), slicer.mrmlScene,
-                                               attributes)
+    def _loadTable(self, job):
+        table = featurejobs.importFeatureTable(job.out, slicer.mrmlScene.GenerateUniqueName(job.tableName),
+                                               slicer.mrmlScene, job.attributes)
         self._setParameter("outputTable", table)
         showTable(table)
         text, noneMeasured = featurejobs.summary(table)
@@ -285,18 +269,12 @@ class TumorFeaturesWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.warningDisplay(text, windowTitle=TITLE)
         return text
 
-    def _showActivationMap(self):
-        """In process (no command makes it yet): Slicer waits ~2 s (resnet18) to ~25 s (inception_resnet_v2, CPU)."""
-        p = self._parameterNode
-        try:
-            with slicer.util.tryWithErrorDisplay("Activation map failed.", waitCursor=True):
-                heat = self.logic.showActivationMap(p.inputVolume, p.inputSegmentation, self.segmentIdsToMeasure()[0],
-                                                    p.deepModel, self.deepWeights(), hubSettings())
-        except Exception as error:
-            self.ui.statusLabel.text = text = f"Failed: {error}"
-            return text
-        self.ui.statusLabel.text = text = f"Activation map: '{heat.GetName()}'."
-        return text
+    def _loadMaps(self, job, volume, segmentation):
+        maps = gradcamjob.importGradcamMaps(job, volume, segmentation, slicer.mrmlScene)
+        if maps.nodes:
+            self._setParameter("outputGradcam", maps.nodes[0])
+        gradcamjob.showMaps(volume, maps)
+        return gradcamjob.summary(maps)
 
 
 class TumorFeaturesLogic(ScriptedLoadableModuleLogic):
@@ -351,19 +329,27 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode"), tablesBefore)
         self.delayDisplay("Test passed")
 
-    def test_BackgroundJob(self):
-        """The widget's path: the segments measured by an `rtresponse features` job in PythonSlicer, the table back."""
-        from rtresponse import mrml
+    def _runJob(self, prepare):
+        """The widget's path: ``prepare(folder)`` exports the segments, the job runs in PythonSlicer; returns the job
+        (its results are read before ``folder.remove()``) and the folder."""
         from rtresponse.jobs import FINISHED, run
         from RadiotherapyResponseLib.backgroundjob import job_environment, slicer_python
+
+        folder = JobFolder("TumorFeaturesTest")
+        job = prepare(folder.path)
+        result = run(job.arguments, python=slicer_python(), env=job_environment(), timeout=600)
+        self.assertEqual(result.state, FINISHED, result.message)
+        return job, folder
+
+    def test_BackgroundJob(self):
+        """The segments measured by an `rtresponse features` job in PythonSlicer, the table back."""
+        from rtresponse import mrml
 
         selftests.requirePackages(self, ["core", "radiomics"])  # the job runs in PythonSlicer: Slicer's packages
         self.delayDisplay("Measuring the segments in a background job")
         volume, segmentation, segmentIds = testdata.sphereScene(slicer.mrmlScene)
-        folder = JobFolder("TumorFeaturesTest")
-        job = featurejobs.prepareHandcrafted(folder.path, volume, segmentation, segmentIds, "ct-tanaka")
-        result = run(job.arguments, python=slicer_python(), env=job_environment(), timeout=600)
-        self.assertEqual(result.state, FINISHED, result.message)
+        job, folder = self._runJob(lambda path: featurejobs.prepareHandcrafted(path, volume, segmentation, segmentIds,
+                                                                               "ct-tanaka"))
         table = featurejobs.importFeatureTable(job.out, job.tableName, slicer.mrmlScene, job.attributes)
         folder.remove()
         testdata.checkSphereTable(mrml.table_node_to_dataframe(table))
@@ -376,18 +362,22 @@ class TumorFeaturesTest(ScriptedLoadableModuleTest):
         from rtresponse.features import deep2d
         from rtresponse.settings import Settings
 
-        self.delayDisplay("Deep features and Grad-CAM (random ResNet-18) of a sphere and an empty segment")
+        self.delayDisplay("Deep features (in process) and Grad-CAM (a job), random ResNet-18, a sphere and an empty")
         volume, segmentation, segmentIds = testdata.sphereScene(slicer.mrmlScene)
         settings = Settings(device="cpu", weights_folder=slicer.app.temporaryPath)  # not the user's settings
-        logic = TumorFeaturesLogic()
-        table = logic.runDeep(volume, segmentation, segmentIds, "resnet18", None, settings)
+        table = TumorFeaturesLogic().runDeep(volume, segmentation, segmentIds, "resnet18", None, settings)
         self.assertEqual(table.GetName(), "TumorFeaturesTestImage deep features resnet18 (random)")
         frame, names = mrml.table_node_to_dataframe(table), deep2d.feature_names("resnet18")
         self.assertEqual((list(frame.index), list(frame.columns)), (["GTV", "Empty"], names + ["weights", "status"]))
         self.assertEqual(list(frame["status"] != STATUS_OK), [False, True])
         self.assertTrue(np.isfinite(frame.loc["GTV", names].astype(float)).all())
 
-        heat = logic.showActivationMap(volume, segmentation, segmentIds[0], "resnet18", None, settings)
+        job, folder = self._runJob(lambda path: gradcamjob.prepareGradcam(path, volume, segmentation, segmentIds,
+                                                                          "resnet18", None, "cpu", None))
+        maps = gradcamjob.importGradcamMaps(job, volume, segmentation, slicer.mrmlScene)
+        folder.remove()
+        self.assertEqual(maps.failed, {"Empty": "mask is empty"})
+        heat, = maps.nodes
         self.assertEqual(heat.GetImageData().GetDimensions(), volume.GetImageData().GetDimensions())
         for heatValue, ctValue in zip(heat.GetSpacing() + heat.GetOrigin(), volume.GetSpacing() + volume.GetOrigin()):
             self.assertAlmostEqual(heatValue, ctValue, places=5)

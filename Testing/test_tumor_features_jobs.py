@@ -209,10 +209,10 @@ def test_handcrafted_arguments_take_a_preset_or_a_parameter_file(tmp_path):
 ])
 def test_deep_arguments_for_each_weights_source(source, file, weights, shown, name):
     assert featurejobs.deepWeights(source, file) == weights
-    arguments = featurejobs.deepArguments("M.csv", "F.csv", "resnet18", weights, "cuda", "/weights", "Z.csv")
+    arguments = featurejobs.deepArguments("M.csv", "F.csv", "resnet18", weights, "cuda", "/weights")
     assert arguments == ["features", "--kind", "deep2d", "--manifest", "M.csv", "--image", "image", "--mask", "GTV",
-                         "--model", "resnet18", "--weights", shown, "--device", "cuda", "--zscore-from", "Z.csv",
-                         "--weights-folder", "/weights", "--out", "F.csv"]
+                         "--model", "resnet18", "--weights", shown, "--device", "cuda", "--weights-folder", "/weights",
+                         "--no-zscore", "--out", "F.csv"]  # raw outputs: the segments of a scene are not a cohort
     assert featurejobs.deepTableName("CT", "resnet18", weights) == name  # random weights stay visible
     assert featurejobs.deepAttributes("CT", "S", "resnet18", weights)["TumorFeatures.weights"] == shown
 

@@ -7,8 +7,7 @@ module has always given it (:func:`importFeatureTable`).
 
 Deep features: the command z-scores a cohort's features over its patients (Tanaka et al. z-score over the
 training cohort); the segments of one scene are not a cohort, and the module has always given the network's
-raw outputs. The job therefore z-scores with identity statistics (mean 0, std 1; :func:`writeIdentityStatistics`),
-which leaves every value as the network gave it.
+raw outputs: the job runs with ``--no-zscore``.
 
 Pure functions apart from :func:`exportSegments` and :func:`importFeatureTable` (MRML nodes); no Qt.
 """
@@ -24,7 +23,6 @@ from typing import Mapping, Sequence
 IMAGE, MASK = "image", "GTV"         # the manifest's image_image and mask_GTV columns
 IMAGE_FILE = "image.nrrd"            # the volume, written once for every case
 TABLE_FILE = "features.csv"
-STATISTICS_FILE = "identity.zscore.csv"
 SEGMENT_INDEX = "segment"
 STATUS, STATUS_OK = "status", "ok"
 # Weights source (saved in the parameter node) -> combo box text. "random" is never used unless picked.
@@ -112,29 +110,18 @@ def handcraftedArguments(manifest, out, settings, workers: int = 1) -> list[str]
             *chosen, "--jobs", str(max(1, int(workers))), "--out", str(out)]
 
 
-def deepArguments(manifest, out, model: str, weights, device: str, weightsFolder, statistics) -> list[str]:
-    """``rtresponse features --kind deep2d``: ``weights`` "imagenet" (looked for in ``weightsFolder``), a file, or
-    None for random weights; ``statistics``: the identity z-score file (raw features, see the module docstring)."""
-    arguments = ["features", "--kind", "deep2d", "--manifest", str(manifest), "--image", IMAGE, "--mask", MASK,
-                 "--model", model, "--weights", "random" if weights is None else os.fspath(weights),
-                 "--device", device, "--zscore-from", str(statistics), "--out", str(out)]
-    if weightsFolder:
-        arguments[-2:-2] = ["--weights-folder", str(weightsFolder)]
-    return arguments
+def networkArguments(model: str, weights, device: str, weightsFolder) -> list[str]:
+    """The network options of ``features --kind deep2d`` and ``gradcam``: ``weights`` "imagenet" (looked for in
+    ``weightsFolder``), a file, or None for random weights."""
+    arguments = ["--model", model, "--weights", "random" if weights is None else os.fspath(weights),
+                 "--device", device]
+    return arguments + (["--weights-folder", str(weightsFolder)] if weightsFolder else [])
 
 
-def writeIdentityStatistics(path, model: str) -> Path:
-    """z-score statistics that change nothing (mean 0, std 1 for every feature of ``model``)."""
-    from rtresponse.features import deep2d
-
-    names = deep2d.feature_names(model)
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["statistic", *names])
-        writer.writerow(["mean", *["0"] * len(names)])
-        writer.writerow(["std", *["1"] * len(names)])
-    return path
+def deepArguments(manifest, out, model: str, weights, device: str, weightsFolder) -> list[str]:
+    """``rtresponse features --kind deep2d`` giving the network's raw outputs (see the module docstring)."""
+    return ["features", "--kind", "deep2d", "--manifest", str(manifest), "--image", IMAGE, "--mask", MASK,
+            *networkArguments(model, weights, device, weightsFolder), "--no-zscore", "--out", str(out)]
 
 
 # --- scene to job folder and back ---------------------------------------------------------------------------------
@@ -199,9 +186,8 @@ def prepareHandcrafted(folder, volumeNode, segmentationNode, segmentIds, setting
 def prepareDeep(folder, volumeNode, segmentationNode, segmentIds, model, weights, device, weightsFolder) -> FeaturesJob:
     """Export the segments to ``folder``; the job measuring them with a network (raw outputs, see above)."""
     manifest, _ = exportSegments(folder, volumeNode, segmentationNode, segmentIds)
-    statistics = writeIdentityStatistics(Path(folder) / STATISTICS_FILE, model)
     out = Path(folder) / TABLE_FILE
-    return FeaturesJob(deepArguments(manifest, out, model, weights, device, weightsFolder, statistics), out,
+    return FeaturesJob(deepArguments(manifest, out, model, weights, device, weightsFolder), out,
                        deepTableName(volumeNode.GetName(), model, weights),
                        deepAttributes(volumeNode.GetName(), segmentationNode.GetName(), model, weights))
 
@@ -215,7 +201,7 @@ def importFeatureTable(path, name: str, scene, attributes: Mapping[str, str] = (
 
     frame = read_table(path, "the features job's table").set_index("patient_id").rename_axis(SEGMENT_INDEX).copy()
     if STATUS in frame.columns:  # "patient GTV, column mask_GTV: mask is empty" -> "mask is empty", as in process
-        frame[STATUS] = [_ownProblem(str(case), status) for case, status in frame[STATUS].items()]
+        frame[STATUS] = [segmentProblem(str(case), status) for case, status in frame[STATUS].items()]
     record = provenance.read(path)
     if record is not None:
         frame.attrs["provenance"] = record
@@ -225,7 +211,9 @@ def importFeatureTable(path, name: str, scene, attributes: Mapping[str, str] = (
     return node
 
 
-def _ownProblem(case: str, status):
+def segmentProblem(case: str, status):
+    """A job's status of a case without the case ("patient GTV, column mask_GTV: mask is empty" -> "mask is empty"),
+    as the segment's row says it when measured in process."""
     prefix = f"patient {case}, column mask_{MASK}: "
     return status[len(prefix):] if isinstance(status, str) and status.startswith(prefix) else status
 

@@ -69,8 +69,8 @@ def measureDeep(volumeNode, segmentationNode, segmentIds, model, weights, settin
 
 def showActivationMap(volumeNode, segmentationNode, segmentId, model, weights, settings):
     """A new volume with the Grad-CAM map of a segment's largest slice, shown over the volume; returns it. In process,
-    as there is no command for it yet: measured on 2 CPU cores, ~2 s with resnet18 (7 s the first time), ~25 s with
-    inception_resnet_v2, during which Slicer waits (a ``gradcam`` command would let the module run it as a job)."""
+    for scripts: on 2 CPU cores ~2 s with resnet18 (7 s the first time), ~25 s with inception_resnet_v2, during which
+    Slicer waits (the module runs ``rtresponse gradcam`` as a job instead, see :mod:`.gradcamjob`)."""
     import slicer
     from rtresponse.features import deep2d
 
