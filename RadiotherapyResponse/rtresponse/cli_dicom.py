@@ -85,7 +85,7 @@ def _export(args) -> int:
                                                         "probability map with --threshold)").items():
         path = regular_file(Path(file), "--mask file")
         if args.threshold is not None and not str(path).lower().endswith(".seg.nrrd"):
-            masks[name] = sitk.Cast(read_image(path) >= args.threshold, sitk.sitkUInt8)
+            masks[name] = sitk.Cast(sitk.Cast(read_image(path), sitk.sitkFloat64) >= args.threshold, sitk.sitkUInt8)
         else:
             masks[name] = read_mask(path, segment=name)
     colours = {}

@@ -7,6 +7,7 @@ the CT by nearest neighbour first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -108,6 +109,23 @@ def export_masks(masks: Mapping[str, "sitk.Image"], ct_folder: str | os.PathLike
     return Exported(files, series, notes)
 
 
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """rt-utils sets FileDataset attributes pydicom 3 deprecates: not the user's concern."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def write_rtstruct(arrays: Mapping[str, np.ndarray], series: "Series", volume, path: Path,
                    colours: Mapping[str, Sequence[int]], algorithm: str = "", label: str = "rtresponse") -> Path:
     """An RTSTRUCT by rt-utils: one ROI per (z, y, x) bool array on the series' sorted slices."""
@@ -121,7 +139,7 @@ def write_rtstruct(arrays: Mapping[str, np.ndarray], series: "Series", volume, p
         raise InputError(f"the planning CT has non-square pixels ({spacing[0]:g} x {spacing[1]:g} mm): rt-utils "
                          "writes wrong contours for them; export DICOM-SEG only (--format seg)",
                          path=str(series.files[0].parent))
-    with tempfile.TemporaryDirectory(prefix="rtresponse-ct-") as folder:
+    with tempfile.TemporaryDirectory(prefix="rtresponse-ct-") as folder, _quiet_pydicom():
         for i, file in enumerate(series.files):  # rt-utils reads every image in a folder: give it this series only
             os.symlink(os.path.abspath(file), os.path.join(folder, f"{i:05d}.dcm"))
         rtstruct = RTStructBuilder.create_new(folder)
@@ -145,7 +163,8 @@ def write_rtstruct(arrays: Mapping[str, np.ndarray], series: "Series", volume, p
     for item in ds.RTROIObservationsSequence:
         item.RTROIInterpretedType = "GTV" if str(item.get("ROIObservationLabel", "")).upper().startswith("GTV") \
             else "CONTROL"
-    ds.save_as(path, enforce_file_format=True)
+    with _quiet_pydicom():
+        ds.save_as(path, enforce_file_format=True)
     return path
 
 

@@ -84,6 +84,7 @@ def index_folder(root: str | os.PathLike, progress: Callable[[int, int | None], 
     """Read every file's header under ``root``; group by series. ``progress(done, total)`` per file."""
     from ..errors import InputError
 
+    require("pydicom")  # before the loop: a missing package is not an unreadable file
     root = Path(root)
     if not root.is_dir():
         raise InputError("not a folder", path=str(root))
