@@ -40,9 +40,8 @@ STAND_INS = sorted({r.module for r in dependencies.REQUIREMENTS} | {"numpy", "Si
 # journal's page), Jeong et al. and Hua et al. (in the text), Kutnar et al. (arXiv 2308.08396).
 PAPER_DOIS = ("10.1038/s41598-022-12170-z", "10.1038/s41598-024-51742-z", "10.21037/qims-22-1226",
               "10.48550/arXiv.2308.08396")
-# Modules that predict or recommend: they show the research-use notice. Residual Tumor and Recurrence Volume are
-# being converted in parallel (issue 16, items 1-3); their owners add the notice there.
-PREDICTING_MODULES = ["ResponseModel", "ResidualTumor", "RecurrenceVolume"]
+# Modules that predict or recommend: they show the research-use notice.
+PREDICTING_MODULES = ["ResponseModel", "ResponseModelI3D", "ResidualTumor", "RecurrenceVolume"]
 
 
 def cmake_values() -> dict[str, str]:

@@ -30,7 +30,7 @@ MODULE_FILES = sorted(MODULE_DIR.glob("*.py"))
 LIB_DIR = MODULE_DIR / "RadiotherapyResponseLib"
 LIB_FILES = sorted(LIB_DIR.glob("*.py"))
 # Modules whose Run handlers start background jobs: add a module when it is converted (issue 16).
-JOB_MODULES = ["TumorFeatures.py", "RecurrenceVolume.py", "ResidualTumor.py"]
+JOB_MODULES = ["TumorFeatures.py", "RecurrenceVolume.py", "ResidualTumor.py", "ResponseModel.py", "ResponseModelI3D.py"]
 MODULE_LINE_BUDGET = 400  # lines of a module file, its self-test included (issue 16)
 # Calls a job module's widget must not make: they compute in the GUI thread (the Logic keeps them for scripts)
 IN_PROCESS_CALLS = {"extract_segments", "extract_cohort", "extract_from_nodes", "extract", "measure", "measureDeep",

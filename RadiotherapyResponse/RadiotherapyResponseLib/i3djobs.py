@@ -52,8 +52,9 @@ def lossSeries(out) -> dict:
     return series
 
 
-def loadTraining(out, scene, outcome: str = "", weights: str = "") -> dict:
-    """A finished training's outputs as nodes: {"results": table node (metrics.csv), "lossChart": plot chart node,
+def loadTraining(out, scene, outcome: str = "", weights: str = "", lossChart: bool = True) -> dict:
+    """A finished training's outputs as nodes: {"results": table node (metrics.csv), "lossChart": plot chart node
+    (None when ``lossChart`` is False: the module drew the curves live from the job's epochs),
     "paths": {model: file}, "modelPath": the file Predict uses (DLR (MR + CF) when trained), "outputFolder",
     "failures": {patient: problem}, "metrics": DataFrame}."""
     import pandas as pd
@@ -69,7 +70,7 @@ def loadTraining(out, scene, outcome: str = "", weights: str = "") -> dict:
     for name, path in paths.items():
         results.SetAttribute(f"ResponseModel.i3d.model.{name}", str(path))
     chart = mrml.plot_xy(lossSeries(out), scene.GenerateUniqueName("I3D loss curves"), scene, x_title="epoch",
-                         y_title="cross-entropy loss")
+                         y_title="cross-entropy loss") if lossChart else None
     failures = {}
     if (out / "failures.csv").is_file():
         frame = pd.read_csv(out / "failures.csv", dtype=str)
@@ -85,7 +86,9 @@ def summary(loaded: dict) -> str:
     for _index, row in loaded["metrics"].iterrows():
         lines.append(f"{row['model']}: test AUC {row['auc']:.3f} ({row['auc_low']:.3f}-{row['auc_high']:.3f}), "
                      f"balanced accuracy {row['balanced_accuracy']:.3f}, Brier {row['brier']:.3f}.")
-    lines.append(f"Results: '{loaded['results'].GetName()}'; loss curves: '{loaded['lossChart'].GetName()}'.")
+    chart = loaded["lossChart"]
+    curves = f"; loss curves: '{chart.GetName()}'." if chart else "."
+    lines.append(f"Results: '{loaded['results'].GetName()}'{curves}")
     model = loaded["modelPath"]
     lines.append(f"Files in {loaded['outputFolder']}; model for Predict: {Path(model).name if model else 'none'}.")
     if loaded.get("weights") == "random":

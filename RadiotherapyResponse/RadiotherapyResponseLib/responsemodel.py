@@ -59,15 +59,9 @@ def exportInputs(folder, featureTables: Mapping[str, object], clinicalTable, out
     patient_id and ``outcomeColumn``. Returns {"features": [paths], "manifest": path}.
     """
     from rtresponse.errors import InputError
-    from rtresponse.models.study import clinical_frame
 
     folder = Path(folder)
-    if clinicalTable is None:
-        raise InputError("no clinical table selected: it holds the outcome")
-    clinical = clinical_frame(frameOf(clinicalTable, "clinical table"))
-    if outcomeColumn not in clinical.columns:
-        outcomes = [c for c in clinical.columns if str(c).startswith(OUTCOME_PREFIX)]
-        raise InputError(f"no outcome column '{outcomeColumn}' (outcome columns: {', '.join(outcomes) or 'none'})")
+    clinical = clinicalWithOutcome(clinicalTable, outcomeColumn)
     manifest = folder / MANIFEST_FILE
     columns = [c for c in clinical.columns if str(c).startswith((CLINICAL_PREFIX, OUTCOME_PREFIX))]
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,6 +78,20 @@ def exportInputs(folder, featureTables: Mapping[str, object], clinicalTable, out
         frame.to_csv(path, index="patient_id" not in frame.columns)
         features.append(path)
     return {"features": features, "manifest": manifest}
+
+
+def clinicalWithOutcome(clinicalTable, outcomeColumn: str):
+    """The clinical table as a DataFrame indexed by patient_id; InputError when it has no ``outcomeColumn``."""
+    from rtresponse.errors import InputError
+    from rtresponse.models.study import clinical_frame
+
+    if clinicalTable is None:
+        raise InputError("no clinical table selected: it holds the outcome")
+    clinical = clinical_frame(frameOf(clinicalTable, "clinical table"))
+    if outcomeColumn not in clinical.columns:
+        outcomes = [c for c in clinical.columns if str(c).startswith(OUTCOME_PREFIX)]
+        raise InputError(f"no outcome column '{outcomeColumn}' (outcome columns: {', '.join(outcomes) or 'none'})")
+    return clinical
 
 
 def evaluateArguments(manifest, features: Sequence, outcomeColumn: str, out, clinicalColumns: Sequence[str] = (),
@@ -195,3 +203,150 @@ def summary(loaded: dict) -> str:
     return (f"{how} of {rows} model(s): {best['feature_set']}, {best['selector']} + {best['classifier']}, {score}.\n"
             f"Results: '{loaded['results'].GetName()}'; ROC: '{loaded['roc'].GetName()}'.\n"
             f"Files in {loaded['outputFolder']}; model: {MODEL_FILE}.")
+
+
+def evaluateInProcess(featureTables: Mapping[str, object], clinicalTable, outcomeColumn: str, out, scene,
+                      clinicalColumns: Sequence[str] = (), protocol: str = "bootstrap", selectors=None,
+                      classifiers=None, k: int = 10, nBootstrap: int = 1000, forward: bool = True, positive="1",
+                      progress=None, shouldCancel=None) -> dict:
+    """What an evaluate job does, in process (blocks until done; for scripts): the files in ``out`` and the same
+    nodes as :func:`loadResults`, plus "evaluation" (the rtresponse Evaluation). ``progress(done, total)`` per
+    model; ``shouldCancel()`` raises ``rtresponse.models.grid.Cancelled`` and nothing is written or added."""
+    from rtresponse.models.evaluate import evaluate, write_outputs
+    from rtresponse.models.grid import Cancelled
+    from rtresponse.models.study import feature_sets, feature_table, parse_positive
+    from rtresponse.models.tables import assemble
+
+    clinical = clinicalWithOutcome(clinicalTable, outcomeColumn)
+    outcome = clinical[outcomeColumn]
+    # factors named without clin_, as a manifest names them for `rtresponse evaluate`: the same model features
+    clinical = clinical.rename(columns=lambda column: stripPrefix(column, CLINICAL_PREFIX))
+    clinicalColumns = [stripPrefix(column, CLINICAL_PREFIX) for column in clinicalColumns]
+    tables = {name: feature_table(frameOf(table, name), name) for name, table in dict(featureTables or {}).items()}
+    sets = feature_sets(tables, clinical if clinicalColumns else None, clinicalColumns)
+    # every set on the same patients; a single-class outcome or no common patient fails here, at once
+    positive = assemble(sets, outcome, parse_positive(positive, outcome)).positive
+    positive = positive.item() if hasattr(positive, "item") else positive
+
+    if shouldCancel is not None and shouldCancel():
+        raise Cancelled("cancelled before the first model")
+    methods = {key: list(value) for key, value in (("selectors", selectors), ("classifiers", classifiers)) if value}
+    evaluation = evaluate(sets, outcome, protocol=protocol, k=k, n_bootstrap=nBootstrap, forward=forward,
+                          positive=positive, progress=progress, should_cancel=shouldCancel, **methods)
+    write_outputs(evaluation, out, stripPrefix(outcomeColumn, OUTCOME_PREFIX), positive)
+    return {**loadResults(out, outcomeColumn, scene, protocol), "evaluation": evaluation}
+
+
+def predict(modelPath, featureTable, clinicalTable=None, scene=None, tableName: str | None = None):
+    """Probabilities of a saved model (.skops: well under a second) for the rows of a feature table, also added to
+    the scene as a table node. A table without patient_id (a Tumor Features table: one row per segment of the current
+    patient) is used row by row; its clinical table must then have one row.
+
+    Returns a DataFrame (index: patient_id or segment; columns probability, predicted_positive) whose ``attrs`` hold
+    the model's outcome, positive class, cut-off, description and the new table node's ID (tableNodeID)."""
+    from rtresponse import mrml
+    from rtresponse.errors import InputError
+    from rtresponse.models import persistence
+    from rtresponse.models.study import patient_features
+
+    if not modelPath:
+        raise InputError("no model file chosen")
+    if featureTable is None:
+        raise InputError("no feature table chosen")
+    bundle = persistence.load_model(modelPath)
+    label = featureTable.GetName() if hasattr(featureTable, "GetName") else "patient features"
+    clinical = None if clinicalTable is None else frameOf(clinicalTable, "clinical table")
+    features = patient_features(bundle["features"], frameOf(featureTable, label), clinical, label=label,
+                                clinical_label="clinical table")
+    prediction = persistence.predict(bundle, features)
+    prediction.attrs.update({key: bundle[key] for key in ("outcome", "positive", "cutoff", "description")})
+    scene = scene or featureTable.GetScene()
+    name = scene.GenerateUniqueName(tableName or f"{bundle['outcome']} prediction")
+    table = mrml.dataframe_to_table_node(prediction, name, scene)
+    table.SetAttribute("ResponseModel.model", os.fspath(modelPath))
+    for key in ("outcome", "positive", "cutoff", "description"):
+        table.SetAttribute(f"ResponseModel.{key}", str(bundle[key]))
+    prediction.attrs["tableNodeID"] = table.GetID()
+    return prediction
+
+
+def predictionSummary(prediction) -> str:
+    attrs = prediction.attrs
+    outcome, positive, cutoff = attrs.get("outcome", "outcome"), attrs.get("positive", 1), attrs.get("cutoff", 0.5)
+    lines = [f"Model: {attrs.get('description', '')}. Probability of {outcome} = {positive}; positive at or above the "
+             f"cut-off {cutoff:.3f}."]
+    for index, row in prediction.iterrows():
+        lines.append(f"{index}: probability {row['probability']:.3f} → "
+                     f"{'positive' if row['predicted_positive'] else 'negative'}")
+    return "\n".join(lines)
+
+
+def runProblem(p, featureTables: Mapping, clinicalColumns: Sequence[str], tableColumns) -> str | None:
+    """Why Run cannot start, or None (``tableColumns(node)``: a table node's column names)."""
+    if p is None:
+        return "No parameter node."
+    if not p.clinicalTable:
+        return "Select the clinical table (one row per patient, with outcome_* columns)."
+    if p.outcomeColumn not in tableColumns(p.clinicalTable):
+        return f"'{p.clinicalTable.GetName()}' has no outcome_* column: pick the table with the outcomes."
+    if p.featureCsv and not os.path.isfile(p.featureCsv):
+        return f"The feature CSV file does not exist: {p.featureCsv}"
+    if not featureTables and not clinicalColumns:
+        return "Check one or more feature tables, choose a CSV file, or check clinical factors."
+    if not p.selectors:
+        return "Check at least one feature selector."
+    if not p.classifiers:
+        return "Check at least one classifier."
+    return None
+
+
+def predictProblem(p) -> str | None:
+    if p is None:
+        return "No parameter node."
+    if not p.modelPath or not os.path.isfile(p.modelPath):
+        return "Choose a model file (.skops), e.g. the one saved by Run."
+    if not p.predictFeatureTable:
+        return "Select the patient's feature table."
+    return None
+
+
+def uniqueName(name: str, taken) -> str:
+    unique, number = name, 2
+    while unique in taken:
+        unique, number = f"{name} ({number})", number + 1
+    return unique
+
+
+def paperMethods() -> tuple:
+    """(selectors, classifiers) of Tanaka et al., the defaults."""
+    from rtresponse.models.classifiers import PAPER_CLASSIFIERS
+    from rtresponse.models.grid import PAPER_SELECTORS
+
+    return list(PAPER_SELECTORS), list(PAPER_CLASSIFIERS)
+
+
+def methodNames() -> tuple:
+    """(selector names, classifier names) that can be chosen; before scikit-learn is installed only the papers'
+    selectors are listed (the selector registry needs it)."""
+    from rtresponse.models.classifiers import CLASSIFIER_NAMES
+    from rtresponse.models.grid import PAPER_SELECTORS
+
+    try:
+        from rtresponse.selection import SELECTORS
+    except ImportError:
+        return list(PAPER_SELECTORS), list(CLASSIFIER_NAMES)
+    return list(SELECTORS), list(CLASSIFIER_NAMES)
+
+
+def tableColumns(tableNode) -> list:
+    """Column names of a table node ([] for None)."""
+    if tableNode is None:
+        return []
+    return [tableNode.GetColumnName(i) for i in range(tableNode.GetNumberOfColumns())]
+
+
+def featureSetNames(tableNames, withClinical: bool) -> list:
+    """The feature sets a run evaluates, in order: each table, the clinical factors, then all combined."""
+    from rtresponse.models.study import feature_set_names
+
+    return feature_set_names(tableNames, withClinical)

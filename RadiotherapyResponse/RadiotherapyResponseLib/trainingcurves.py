@@ -1,12 +1,13 @@
 """Live training curves: a training job's ``epoch`` events as one table node and one plot chart that grow.
 
-``rtresponse recurrence train`` / ``residual train`` / ``residual segmenter`` in ``--progress jsonl`` mode send one
-``epoch`` event per epoch (see :mod:`rtresponse.progress`). :func:`curveRow` turns an event into a table row:
-``step`` (epochs done so far in the job: the x axis, increasing across runs and models), ``model`` (what tells the
-curves apart: "run 1", "xception CCRT", "unet"), ``epoch`` and every number of the record (losses, validation
-metrics, learning rate). :class:`TrainingCurves` keeps the rows and shows them as one table node with a chart of
-the ``train_*`` and ``validation_*`` columns (one table per chart), updated per event. The table node is an
-ordinary node: saved with the scene, exportable as CSV. Pure apart from :class:`TrainingCurves` (MRML nodes).
+``rtresponse recurrence train`` / ``residual train`` / ``residual segmenter`` / ``i3d train`` in ``--progress jsonl``
+mode send one ``epoch`` event per epoch (see :mod:`rtresponse.progress`). :func:`curveRow` turns an event into a
+table row: ``step`` (epochs done so far in the job: the x axis, increasing across runs and models), ``model`` (what
+tells the curves apart: "run 1", "xception CCRT", "unet", "DLR (MR)"), ``epoch`` and every number of the record
+(losses, validation metrics, learning rate). :class:`TrainingCurves` keeps the rows and shows them as one table
+node with a chart of the ``train_*`` and ``validation_*`` columns (one table per chart), updated per event. The
+table node is an ordinary node: saved with the scene, exportable as CSV. Pure apart from :class:`TrainingCurves`
+(MRML nodes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ NOT_NUMBERS = ("event", "stage", "run", "network", "regimen", "architecture", "k
 
 
 def modelLabel(event: Mapping) -> str:
-    """What one curve is of: "run 1" (recurrence runs, counted from 1), "xception CCRT", "unet", else ""."""
+    """What one curve is of: "run 1" (recurrence runs, counted from 1), "xception CCRT", "unet", the I3D model's
+    name ("DLR (MR)"), else ""."""
+    if event.get(MODEL):
+        return str(event[MODEL])
     if event.get("run") is not None:
         return f"run {int(event['run']) + 1}"
     return " ".join(str(event[key]) for key in ("network", "regimen", "architecture") if event.get(key))

@@ -29,20 +29,28 @@ def _train(args) -> int:
     head = HeadConfig(learning_rate=args.lr, batch_size=args.batch_size, hidden=args.hidden,
                       clinical_hidden=args.clinical_hidden, dropout=args.dropout, max_epochs=args.epochs,
                       patience=args.patience, seed=args.seed)
-    bar = _Progress("I3D features")
+    bars = {"features": _Progress("I3D features")}
 
-    def progress(stage, done, total):
+    def report(stage, done, total):
         if stage == "features":
-            bar(done, total)
+            bars["features"](done, total)
+
+    def epoch(row):  # a bar per model (early stopping may end it before the last epoch) and the live curves
+        from .progress import epoch as epoch_event
+
+        epoch_event(row)
+        bar = bars.setdefault(row["model"], _Progress(f"training {row['model']}", unit="epoch"))
+        bar(row["epoch"], head.max_epochs, f"loss {row['train_loss']:.3f}, validation {row['validation_loss']:.3f}")
 
     try:
         study, _, metadata = train_cohort(cohort, args.outcome, args.out, _volume_config(args), args.positive,
                                           args.clinical, args.no_clinical, args.weights, args.weights_folder, head,
                                           args.trials, args.sampler, args.factors, args.test_size,
                                           args.validation_size, args.augment_copies, args.seed,
-                                          resolve_device(args.device), args.amp, progress)
+                                          resolve_device(args.device), args.amp, report, on_epoch=epoch)
     finally:
-        bar.close()
+        for bar in bars.values():
+            bar.close()
     provenance.note(args, "weights", metadata["weights_record"])
     provenance.note(args, "positive_class", metadata["positive_class"])
     for problem in study.failures.values():

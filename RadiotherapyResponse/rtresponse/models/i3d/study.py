@@ -133,12 +133,14 @@ def run_study(features: CohortFeatures, outcome: "pd.Series", clinical: "pd.Data
               head: HeadConfig = HeadConfig(), tune_trials: int = 0, sampler: str = "random", seed: int = 0,
               use_augmented: bool = True, device: str = "cpu", shapley: bool = True,
               progress: Callable[[str, int, int], None] | None = None,
-              should_cancel: Callable[[], bool] | None = None) -> I3DStudy:
+              should_cancel: Callable[[], bool] | None = None,
+              on_epoch: Callable[[dict], None] | None = None) -> I3DStudy:
     """Train and test DLR (MR) and, with ``clinical``, DLR (MR + CF) on cached features.
 
     ``outcome``: 0/1 by patient_id (1 = the positive class). ``tune_trials`` > 0 runs the
     Optuna search (:func:`.tuning.tune`) on the image + clinical model (the image-only one when
-    there are no clinical factors) and uses the best setting for both.
+    there are no clinical factors) and uses the best setting for both. ``on_epoch(row)`` gets each
+    epoch of the final models' training, with the model's name under "model" (not the tuning trials').
     """
     import pandas as pd
 
@@ -185,8 +187,9 @@ def run_study(features: CohortFeatures, outcome: "pd.Series", clinical: "pd.Data
         if progress:
             progress(name, step, len(variants))
         c = (lambda ids: clinical_of(ids)) if with_clinical else (lambda ids: None)
+        epoch_of = (lambda row, name=name: on_epoch({"model": name, **row})) if on_epoch else None
         result = train_head(train_x, train_y, val_x, val_y, c(train_rows), c(validation_ids), config, device,
-                            should_cancel=should_cancel)
+                            should_cancel=should_cancel, on_epoch=epoch_of)
         fit_ids = train_ids + validation_ids
         train_scores = predict_proba(result.network, fit_x, c(fit_ids))
         test_scores = predict_proba(result.network, test_x, c(test_ids))

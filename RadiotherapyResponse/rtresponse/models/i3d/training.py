@@ -73,8 +73,10 @@ def _check(image, clinical, y, role: str) -> None:
 def train_head(image_train, y_train, image_val, y_val, clinical_train=None, clinical_val=None,
                config: HeadConfig = HeadConfig(), device: str = "cpu",
                progress: Callable[[int, int, float], None] | None = None,
-               should_cancel: Callable[[], bool] | None = None) -> HeadResult:
-    """Fit a :func:`~.fusion.make_fusion` network; returns the best-validation-loss weights."""
+               should_cancel: Callable[[], bool] | None = None,
+               on_epoch: Callable[[dict], None] | None = None) -> HeadResult:
+    """Fit a :func:`~.fusion.make_fusion` network; returns the best-validation-loss weights.
+    ``on_epoch(row)`` gets each epoch's {"epoch", "train_loss", "validation_loss"} (live training curves)."""
     import pandas as pd
     import torch
 
@@ -117,6 +119,8 @@ def train_head(image_train, y_train, image_val, y_val, clinical_train=None, clin
         with torch.no_grad():
             validation = float(loss_function(network(v_img, v_cli), v_y))
         rows.append({"epoch": epoch, "train_loss": total / len(y), "validation_loss": validation})
+        if on_epoch:
+            on_epoch(dict(rows[-1]))
         if progress:
             progress(epoch, config.max_epochs, validation)
         if validation < best - 1e-6:

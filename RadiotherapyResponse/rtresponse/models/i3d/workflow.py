@@ -1,4 +1,4 @@
-"""The whole DLR training run on a cohort, shared by ``rtresponse i3d train`` and the ResponseModel module.
+"""The whole DLR training run on a cohort, shared by ``rtresponse i3d train`` and the Response Model (I3D) module.
 
 Checks the manifest against the request (images, mask, clinical factors, outcome) before any
 work, computes or reuses the cached features, runs the study and writes the output folder.
@@ -93,12 +93,13 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
                  n_factors: int = 3, test_size: float = 1 / 3, validation_size: float = 0.2, augment_copies: int = 0,
                  seed: int = 0, device: str = "cpu", amp: bool = False,
                  progress: Callable[[str, int, int], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None):
+                 should_cancel: Callable[[], bool] | None = None, on_epoch: Callable[[dict], None] | None = None):
     """Features (cached in ``out``/i3d_features.npz), study, output files; returns ``(study, positive, metadata)``.
 
     ``weights``: "imagenet", "random" (testing only) or a weights file, recorded as given in the
     model files. ``progress(stage, done, total)``: stage "features", "tuning", a model's name or
-    "writing". Cancelling raises :class:`.features.Cancelled` before any model file is written.
+    "writing"; ``on_epoch(row)``: each training epoch of the models (see :func:`.study.run_study`).
+    Cancelling raises :class:`.features.Cancelled` before any model file is written.
     """
     from .backbone import i3d_resnet50
     from .features import Cancelled, cohort_features
@@ -120,7 +121,7 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
                                should_cancel=should_cancel)
     study = run_study(features, labels, clinical, n_factors=n_factors, test_size=test_size,
                       validation_size=validation_size, head=head, tune_trials=trials, sampler=sampler, seed=seed,
-                      device=device, progress=report, should_cancel=should_cancel)
+                      device=device, progress=report, should_cancel=should_cancel, on_epoch=on_epoch)
     if should_cancel is not None and should_cancel():
         raise Cancelled("cancelled before the model files were written")
     report("writing", 0, 1)
