@@ -198,13 +198,17 @@ def test_table_made_in_slicer_reads_back(scene):
     assert frame["organ"].tolist() == ["parotid", None]
 
 
-def test_plot_xy_makes_chart_with_one_series_per_curve(scene):
+def test_plot_xy_makes_chart_with_one_series_per_curve_from_one_table(scene):
     chart = mrml.plot_xy({"train": ([0, 0.5, 1], [0, 0.8, 1]), "test": ([0, 1], [0, 1])}, "ROC", scene,
                          x_title="1 - specificity", y_title="sensitivity")
     assert chart.GetNumberOfPlotSeriesNodes() == 2
-    series = chart.GetNthPlotSeriesNode(0)
-    points = mrml.table_node_to_dataframe(series.GetTableNode())
-    assert points["sensitivity"].tolist() == [0, 0.8, 1]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1  # one table per chart
+    train, test = (chart.GetNthPlotSeriesNode(i) for i in range(2))
+    assert train.GetTableNode() is test.GetTableNode()
+    points = mrml.table_node_to_dataframe(train.GetTableNode())
+    assert points[train.GetYColumnName()].tolist() == [0, 0.8, 1]
+    assert points[test.GetXColumnName()].tolist() == [0, 1, 1]  # the shorter curve repeats its last point
+    assert points[test.GetYColumnName()].tolist() == [0, 1, 1]
     with pytest.raises(InputError, match="shape"):
         mrml.plot_xy({"bad": ([0, 1], [0])}, "broken", scene)
 

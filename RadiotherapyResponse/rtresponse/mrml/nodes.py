@@ -529,28 +529,37 @@ def plot_xy(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], name:
             x_title: str = "x", y_title: str = "y", line: bool = True):
     """A plot chart node with one line per ``{series name: (x, y)}``; returns the chart node.
 
-    The points go into one table node per series (columns ``x_title`` / ``y_title``), as
-    SlicerRT does for DVHs, so they are saved with the scene and exportable.
+    The points of every series go into one table node (``<name> points``: columns ``<series> <x_title>`` and
+    ``<series> <y_title>``), so a chart adds one table to the scene, saved with it and exportable. A table's columns
+    have one length: a shorter series repeats its last point, which draws nothing more on a line.
     """
     import pandas as pd
 
     slicer = _slicer()
     scene = _scene(scene)
+    curves = {}
+    for series_name, (x, y) in series.items():
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if x.shape != y.shape or x.ndim != 1 or not len(x):
+            raise InputError(f"x and y of series '{series_name}' differ in shape or are empty ({x.shape} vs "
+                             f"{y.shape})", node=name)
+        curves[str(series_name)] = (x, y)
+    rows = max((len(x) for x, _ in curves.values()), default=0)
+    columns = {}
+    for series_name, (x, y) in curves.items():
+        padding = rows - len(x)
+        columns[f"{series_name} {x_title}"] = np.concatenate([x, np.repeat(x[-1:], padding)])
+        columns[f"{series_name} {y_title}"] = np.concatenate([y, np.repeat(y[-1:], padding)])
+    table = dataframe_to_table_node(pd.DataFrame(columns), f"{name} points", scene)
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
     chart.SetTitle(name)
     chart.SetXAxisTitle(x_title)
     chart.SetYAxisTitle(y_title)
-    for series_name, (x, y) in series.items():
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        if x.shape != y.shape or x.ndim != 1:
-            raise InputError(f"x and y of series '{series_name}' differ in shape ({x.shape} vs {y.shape})", node=name)
-        table = dataframe_to_table_node(pd.DataFrame({x_title: x, y_title: y}), f"{name} {series_name} points",
-                                        scene)
+    for series_name in curves:
         plot = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} {series_name}")
         plot.SetAndObserveTableNodeID(table.GetID())
-        plot.SetXColumnName(x_title)
-        plot.SetYColumnName(y_title)
+        plot.SetXColumnName(f"{series_name} {x_title}")
+        plot.SetYColumnName(f"{series_name} {y_title}")
         plot.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
         if line:
             plot.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
