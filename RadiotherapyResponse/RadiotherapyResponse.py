@@ -248,46 +248,6 @@ def ensureDependencies(groups=None):
     return not logic.missingDependencies(groups)
 
 
-class CancellableRun:
-    """Run / Cancel / progress state of an analysis widget, shared by the analysis modules.
-
-    ``progressText`` is formatted with ``done`` and ``total``; ``sections`` are disabled while running;
-    ``onChange`` (the widget's updateGUI) is called whenever running starts or stops.
-    """
-
-    def __init__(self, cancelButton, progressBar, statusLabel, sections, progressText, cancelText, onChange):
-        self.cancelButton, self.progressBar, self.statusLabel = cancelButton, progressBar, statusLabel
-        self.sections, self.progressText, self.cancelText, self.onChange = sections, progressText, cancelText, onChange
-        self.running = False
-        self.cancelRequested = False
-        cancelButton.connect("clicked(bool)", self.requestCancel)
-
-    def requestCancel(self, *unused):
-        self.cancelRequested = True
-        self.cancelButton.enabled = False
-        self.statusLabel.text = self.cancelText
-
-    def shouldCancel(self):
-        slicer.app.processEvents()  # let the Cancel button be clicked
-        return self.cancelRequested
-
-    def progress(self, done, total):
-        self.progressBar.maximum = total
-        self.progressBar.value = done
-        self.statusLabel.text = self.progressText.format(done=done, total=total)
-        slicer.app.processEvents()
-
-    def setRunning(self, running):
-        self.running = running
-        self.cancelRequested = False
-        for section in self.sections:
-            section.enabled = not running
-        self.cancelButton.enabled = running
-        self.progressBar.visible = running
-        self.progressBar.value = 0
-        self.onChange()
-
-
 class RadiotherapyResponseLogic(ScriptedLoadableModuleLogic):
     """Scriptable entry points of the hub module; everything that computes lives in ``rtresponse``."""
 
