@@ -94,7 +94,8 @@ def _features(args) -> int:
                             + (["preset"] if args.params else []))
             table = extract_cohort(load_manifest(args.manifest), image=args.image, mask=args.mask,
                                    settings=args.params or args.preset, n_jobs=args.jobs,
-                                   perturbations=args.perturbations, random_state=args.seed, progress=progress)
+                                   perturbations=args.perturbations, random_state=args.seed, progress=progress,
+                                   execution=args.scheduler or None)
     finally:
         progress.close()
     note_library_record(args, table)
@@ -159,7 +160,8 @@ def _evaluate(args) -> int:
                               selectors=args.selectors, classifiers=args.classifiers, k=args.k,
                               n_bootstrap=args.n_bootstrap, forward=not args.no_forward, positive=positive,
                               test_size=args.test_size, cv_folds=args.cv_folds, random_state=args.seed,
-                              n_jobs=args.jobs, progress=progress)
+                              n_jobs=args.jobs, progress=progress,
+                              execution=args.scheduler if args.scheduler and args.protocol == "bootstrap" else None)
     finally:
         progress.close()
     paths = write_outputs(evaluation, args.out, args.outcome, evaluation.best.get("positive", positive))
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
     features.add_argument("--seed", type=options.SEED, default=0, help="random seed (of the perturbations; of deep2d random weights)")
     features.add_argument("--jobs", type=options.COUNT, default=1, help="patients in parallel (default 1)")
+    add_scheduler_option(features, "handcrafted: ")
     features.add_argument("--out", required=True, type=Path,
                           help="output CSV (deep2d also writes the z-score statistics to OUT.zscore.csv)")
     add_feature_options(features)
@@ -318,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                                f"(default {DEFAULT_FOLDS}, as Jeong et al.)")
     evaluate.add_argument("--seed", type=options.SEED, default=0)
     evaluate.add_argument("--jobs", type=options.COUNT, default=1, help="parallel bootstrap fits")
+    add_scheduler_option(evaluate, "bootstrap protocol: the grid cells; ")
     evaluate.add_argument("--out", required=True, type=Path, help="output folder")
     evaluate.set_defaults(func=_evaluate)
     writes(evaluate, Output("out", FOLDER))
@@ -355,6 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dicom.add_commands(commands)
     _add_progress_option(parser)
     return parser
+
+
+def add_scheduler_option(parser, what: str = "") -> None:
+    """``--scheduler`` (default ``$RTRESPONSE_SCHEDULER``): where a cohort command's tasks run."""
+    from .execution import SCHEDULER_ENV, default_scheduler
+
+    parser.add_argument("--scheduler", type=options.SCHEDULER, default=default_scheduler(), metavar="WHERE",
+                        help=f"{what}where the tasks run: local (this machine, --jobs processes; the default), "
+                             "local-cluster[:N] (a Dask LocalCluster of N single-threaded workers), a Dask "
+                             "scheduler address (tcp://host:8786) or a cluster config .yaml; same results "
+                             f"everywhere (default ${SCHEDULER_ENV} or local; needs rtresponse[distributed])")
 
 
 def _add_progress_option(parser) -> None:

@@ -17,7 +17,7 @@ WEIGHT_CHOICES = "imagenet, random, or a weights file"
 DEEP_OPTIONS = ("model", "weights", "device", "batch_size", "amp", "top_k", "context", "size_mm", "level", "width",
                 "zscore_from", "no_zscore", "weights_folder")
 # handcrafted-only options of `features` (left out of a deep2d run's provenance)
-HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations", "jobs")
+HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations", "jobs", "scheduler")
 IMPLAUSIBLE_RATE = 0.1  # a regression-rate threshold above 10 %/day (0.1 per day) is most likely a percentage
 GRADCAM_TABLE = "gradcam.csv"  # in the gradcam command's folder: patient_id, file, weights, status
 

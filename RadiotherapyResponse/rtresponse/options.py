@@ -91,3 +91,18 @@ def _rate(text: str) -> float:
 
 
 RATE = _rate
+
+
+def scheduler(text: str) -> str:
+    """Where cohort-scale work runs (:mod:`rtresponse.execution`): '' or 'local', 'local-cluster[:N]', a Dask
+    address or a cluster config file; checked for its form only (no connection while parsing)."""
+    from .errors import InputError
+    from .execution import check_scheduler
+
+    try:
+        return check_scheduler(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+SCHEDULER = scheduler

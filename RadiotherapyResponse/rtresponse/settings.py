@@ -1,4 +1,5 @@
-"""User settings shared by the CLI and the Slicer modules: compute device, weights folder, workers, models folder.
+"""User settings shared by the CLI and the Slicer modules: compute device, weights folder, workers, models folder,
+scheduler (where cohort-scale work runs: :mod:`rtresponse.execution`).
 
 Inside Slicer the hub module stores these in Slicer's settings (``RadiotherapyResponse/...``
 keys); outside, environment variables override the defaults. The library only ever sees a
@@ -15,7 +16,8 @@ from .errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
 SETTINGS_PREFIX = "RadiotherapyResponse"  # QSettings group used by the Slicer hub module
-FIELDS = ("device", "weights_folder", "workers", "models_folder")
+FIELDS = ("device", "weights_folder", "workers", "models_folder", "scheduler")
+SCHEDULER_ENV = "RTRESPONSE_SCHEDULER"  # the --scheduler default of the cohort commands (rtresponse.execution)
 
 
 def cache_dir() -> Path:
@@ -53,6 +55,7 @@ class Settings:
     weights_folder: str = field(default_factory=lambda: str(default_weights_folder()))
     workers: int = field(default_factory=_default_workers)
     models_folder: str = field(default_factory=lambda: str(default_models_folder()))
+    scheduler: str = field(default_factory=lambda: os.environ.get(SCHEDULER_ENV, ""))
 
     def __post_init__(self):
         self.device = str(self.device).lower()
@@ -63,6 +66,14 @@ class Settings:
             raise InputError(f"workers must be at least 1, got {self.workers}")
         self.weights_folder = str(Path(self.weights_folder).expanduser())
         self.models_folder = str(Path(self.models_folder).expanduser())
+        from .execution import check_scheduler
+
+        self.scheduler = check_scheduler(self.scheduler)  # "" = local; local-cluster[:N], tcp://..., a .yaml
+
+    def job_environment(self) -> dict:
+        """Environment variables a background job (``rtresponse ...`` in a child process) needs to follow these
+        settings: the scheduler, so a cohort job started from Slicer runs on the chosen cluster."""
+        return {SCHEDULER_ENV: self.scheduler}
 
     def to_dict(self) -> dict:
         return asdict(self)

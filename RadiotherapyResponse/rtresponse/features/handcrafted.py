@@ -249,6 +249,12 @@ def _patient_rows(cohort: "Cohort", patient_id: str, images: Sequence[str], mask
     return rows
 
 
+def _patient_task(pid: str, *, cohort, images, masks, params, perturbations, random_state, itk_threads) -> list:
+    from ..execution import task_threads
+
+    return _patient_rows(cohort, pid, images, masks, params, perturbations, random_state, task_threads(itk_threads))
+
+
 def _on_grid(mask: "sitk.Image", image: "sitk.Image", patient_id: str, image_name: str) -> "sitk.Image":
     from ..imageio import align_mask
 
@@ -277,16 +283,10 @@ def _voxel_count(cohort: "Cohort", patient_id: str, image: str) -> int:
         return 0
 
 
-def _in_slicer() -> bool:
-    import sys
-
-    return getattr(sys.modules.get("slicer"), "app", None) is not None
-
-
 def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: str | Sequence[str] = "GTVp",
                    settings: Settings = "pyradiomics-default", n_jobs: int = 1, perturbations: int = 0,
                    random_state: int = 0, progress: Callable[[int, int], None] | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> "pd.DataFrame":
+                   should_cancel: Callable[[], bool] | None = None, execution=None) -> "pd.DataFrame":
     """Features for every patient: one row per patient (index ``patient_id``) plus a ``status`` column.
 
     - ``image``: one image name, or several (e.g. ``["T1", "T2"]``): columns are then prefixed
@@ -294,6 +294,9 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
     - ``mask``: one mask name; several names (observers, alternative segments) or
       ``perturbations > 0`` give a long table indexed by (``patient_id``, ``perturbation``).
     - ``n_jobs``: patients in parallel (joblib processes; threads inside 3D Slicer).
+    - ``execution``: where the patients run instead (:mod:`rtresponse.execution`: an ``Execution``, a dask
+      ``Client`` or a scheduler setting such as ``"local-cluster:4"`` or ``"tcp://host:8786"``); each patient
+      is one task that reads its images from the manifest's paths. The table is the same wherever it runs.
     - A failing patient keeps its row, with the reason in ``status``; the others complete.
 
     ``result.attrs["provenance"]``: how the table was made (see the module's docstring).
@@ -301,6 +304,7 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
     import pandas as pd
 
     from .. import provenance
+    from ..execution import resolve
 
     images = [image] if isinstance(image, str) else list(image)
     masks = [mask] if isinstance(mask, str) else list(mask)
@@ -315,26 +319,23 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
     params = load_settings(settings)
     _extractor(params)  # fail fast on bad settings, before any patient
     ids = cohort.patient_ids
-    jobs = max(1, min(int(n_jobs), len(ids)))
-    if jobs > 1:  # largest images first, so no long patient starts last while the other workers idle
-        ids = sorted(ids, key=lambda pid: -_voxel_count(cohort, pid, images[0]))
-    backend = "threading" if _in_slicer() else "loky"  # Slicer's executable cannot host loky workers
-    itk_threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 and backend == "loky" else 0
-    tasks = ((cohort, pid, images, masks, params, perturbations, random_state, itk_threads) for pid in ids)
-    if jobs == 1:
-        results = (_patient_rows(*task) for task in tasks)
-    else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=jobs, backend=backend, batch_size=1, return_as="generator_unordered")(
-            delayed(_patient_rows)(*task) for task in tasks)
-    by_patient: dict[str, list[dict]] = {}
-    for done, patient_rows in enumerate(results, start=1):
-        by_patient[patient_rows[0]["patient_id"]] = patient_rows
-        if progress:
-            progress(done, len(ids))
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("feature extraction cancelled")
+    runner, owned = resolve(execution, max(1, min(int(n_jobs), len(ids))))
+    try:
+        order = list(range(len(ids)))
+        if runner.parallel:  # largest images first, so no long patient starts last while the other workers idle
+            order.sort(key=lambda i: -_voxel_count(cohort, ids[i], images[0]))
+        tasks = [(pid,) for pid in ids]
+        shared = dict(cohort=cohort, images=images, masks=masks, params=params, perturbations=perturbations,
+                      random_state=random_state, itk_threads=runner.threads_per_task())
+        results = runner.map(_patient_task, tasks, shared=shared, order=order, progress=progress,
+                             should_cancel=should_cancel, cancelled="feature extraction cancelled",
+                             on_lost=lambda i, error: [{"patient_id": ids[i], "perturbation": "original",
+                                                        STATUS: f"worker lost while extracting ({error})"}])
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
+    by_patient = {pid: patient_rows for pid, patient_rows in zip(ids, results)}
     rows = [row for pid in cohort.patient_ids for row in by_patient[pid]]  # manifest order
     diagnostics = _collect_diagnostics(rows, masks)
     frame = pd.DataFrame(rows)
@@ -347,6 +348,7 @@ def extract_cohort(cohort: "Cohort", image: str | Sequence[str] = "CT", mask: st
     frame.attrs["provenance"] = provenance.record(
         settings={"image": images, "mask": masks, "settings": "dict" if isinstance(settings, Mapping) else settings,
                   "perturbations": perturbations, "random_state": random_state, "n_jobs": n_jobs},
+        execution=where,
         kind="handcrafted", pyradiomics=settings_record(settings),
         perturbation={"count": perturbations, "seed": random_state} if perturbations else {"count": 0},
         diagnostics=diagnostics)

@@ -49,8 +49,11 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, positive=None, test_size: float = 1 / 3,
              cv_folds: int = DEFAULT_FOLDS, split: tuple | None = None, random_state=0, n_jobs=None,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> Evaluation:
+             should_cancel: Callable[[], bool] | None = None, execution=None) -> Evaluation:
     """Evaluate every feature set (name -> DataFrame indexed by patient_id) against ``outcome`` (a Series).
+
+    ``execution`` (bootstrap protocol): where the grid cells run (:mod:`rtresponse.execution`); one cluster
+    serves every feature set. The results do not depend on it.
 
     Split protocol: ``test_size`` (fraction of patients), ``cv_folds`` (the training patients' folds that
     choose the model), ``split`` = (train positions, test positions) to fix the split.
@@ -71,14 +74,22 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
     common = data.X.index
     rows, candidates, roc, dropped = [], [], {}, dict(data.dropped)
     if protocol == "bootstrap":
-        for name, frame in feature_sets.items():
-            X = frame.loc[common]
-            grid = run_grid(X, data.y, selectors, classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward,
-                            random_state=random_state, n_jobs=n_jobs, progress=progress, should_cancel=should_cancel)
-            table = grid.table.assign(feature_set=name)
-            rows.append(table)
-            for record in table.to_dict("records"):
-                candidates.append((record["auc632plus"], name, record))
+        from ..execution import resolve
+
+        runner, owned = resolve(execution, n_jobs) if execution is not None else (None, False)
+        try:
+            for name, frame in feature_sets.items():
+                X = frame.loc[common]
+                grid = run_grid(X, data.y, selectors, classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward,
+                                random_state=random_state, n_jobs=n_jobs, progress=progress,
+                                should_cancel=should_cancel, execution=runner)
+                table = grid.table.assign(feature_set=name)
+                rows.append(table)
+                for record in table.to_dict("records"):
+                    candidates.append((record["auc632plus"], name, record))
+        finally:
+            if owned:
+                runner.close()
         results = pd.concat(rows, ignore_index=True)
         _, best_set, best = max(candidates, key=lambda c: c[0])
         features = best["features"].split(";")

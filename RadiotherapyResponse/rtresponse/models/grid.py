@@ -99,17 +99,28 @@ def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, 
     return top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs, fast=fast)
 
 
+def _cell_task(subset_number: int, selector_name: str, classifier_name: str, top: list, k: int, n_bootstrap: int,
+               forward: bool, selection: str, random_state, n_jobs, *, subsets):
+    """One grid cell as a task: ``subsets`` (each subset's X, y and draws) is the data every cell shares, sent
+    to each worker once."""
+    Xs, ys, draws = subsets[subset_number]
+    return _evaluate_cell(selector_name, classifier_name, Xs, ys, top, draws, k, n_bootstrap, forward, selection,
+                          random_state, n_jobs)
+
+
 def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequence[str] = PAPER_CLASSIFIERS,
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, selection: str = "paper",
              undersample: int = 0, random_state=0, n_jobs=None,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> GridResult:
+             should_cancel: Callable[[], bool] | None = None, execution=None) -> GridResult:
     """Evaluate every selector x classifier on (X, y); returns a :class:`GridResult`.
 
     ``X`` is a DataFrame (columns = features, NaN allowed), ``y`` 0/1. The table has columns
     selector, classifier, auc632plus, auc_sd, sensitivity, specificity, apparent_auc, oob_auc,
     n_features, features (";"-joined). ``n_jobs`` > 1 evaluates cells in parallel worker
-    processes, the costliest classifiers first; the results do not depend on it.
+    processes, the costliest classifiers first; ``execution`` (:mod:`rtresponse.execution`: an ``Execution``,
+    a dask ``Client`` or a scheduler setting) runs the cells there instead, the data sent to each worker once.
+    The results depend on neither.
     """
     import pandas as pd
 
@@ -124,23 +135,41 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
     for name in classifiers:
         make_classifier(name)  # unknown names fail before any work
-    workers = 1 if n_jobs in (None, 1) else n_jobs
+    from ..execution import resolve
+
+    runner, owned = resolve(execution, 1 if n_jobs in (None, 1) else n_jobs)
+    try:
+        return _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample,
+                     random_state, n_jobs, progress, should_cancel)
+    finally:
+        if owned:
+            runner.close()
+
+
+def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample, random_state,
+          n_jobs, progress, should_cancel) -> GridResult:
+    import pandas as pd
+
+    from ..evaluation.bootstrap import bootstrap_indices
+
     subsets = _undersampled(y, undersample, random_state)
     tasks = []  # (subset number, selector, classifier, arguments)
+    data = []   # (X, y, draws) of each subset: shared by its cells
     first_indices = None
     for subset_number, subset in enumerate(subsets):
         Xs, ys = X.iloc[subset], y[subset]
         draws = bootstrap_indices(ys, n_bootstrap, random_state)
         first_indices = draws if first_indices is None else first_indices
+        data.append((Xs, ys, draws))
         for selector_name in selectors:
             if should_cancel is not None and should_cancel():
                 raise Cancelled("grid evaluation cancelled")
             top = ranked_features(selector_name, Xs, ys, k, random_state) if selection == "paper" else list(X.columns)
             for classifier_name in classifiers:
                 tasks.append((subset_number, selector_name, classifier_name,
-                              (selector_name, classifier_name, Xs, ys, top, draws, k, n_bootstrap, forward, selection,
-                               random_state, 1 if workers > 1 else n_jobs)))
-    results = _run_cells(tasks, workers, progress, should_cancel)
+                              (subset_number, selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
+                               random_state, 1 if runner.parallel else n_jobs)))
+    results = _run_cells(tasks, runner, data, progress, should_cancel)
     rows, per_bootstrap = [], {}
     for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
         rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
@@ -160,35 +189,16 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
                       indices=first_indices)
 
 
-def _run_cells(tasks: list, workers: int, progress, should_cancel) -> list:
+def _run_cells(tasks: list, runner, data: list, progress, should_cancel) -> list:
     """Results in task order; in parallel, the costliest cells are started first."""
     total = len(tasks)
     if progress:
         progress(0, total)  # a job runner learns the count before the first (possibly long) cell ends
-    if workers == 1:
-        results = []
-        for done, task in enumerate(tasks, start=1):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("grid evaluation cancelled")
-            results.append(_evaluate_cell(*task[3]))
-            if progress:
-                progress(done, total)
-        return results
-    from joblib import Parallel, delayed
-
-    order = sorted(range(total), key=lambda i: -_COST.get(tasks[i][2], 1.0))
-    results: list = [None] * total
-    outputs = Parallel(n_jobs=workers, return_as="generator")(delayed(_evaluate_cell)(*tasks[i][3]) for i in order)
-    try:
-        for done, (i, output) in enumerate(zip(order, outputs), start=1):
-            results[i] = output
-            if progress:
-                progress(done, total)
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("grid evaluation cancelled")
-    finally:
-        outputs.close()  # stops the cells not yet started
-    return results
+    order = list(range(total))
+    if runner.parallel:
+        order.sort(key=lambda i: -_COST.get(tasks[i][2], 1.0))
+    return runner.map(_cell_task, [task[3] for task in tasks], shared={"subsets": data}, order=order,
+                      progress=progress, should_cancel=should_cancel, cancelled="grid evaluation cancelled")
 
 
 def heatmap(table, path, value: str = "auc632plus", title: str = "0.632+ bootstrap AUC") -> None:
