@@ -11,11 +11,11 @@ import tempfile
 
 import qt
 import slicer
-from RadiotherapyResponseLib import samplejob
+from RadiotherapyResponseLib import cohortjob, samplejob
 from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.notices import RESEARCH_USE_ONLY
 from RadiotherapyResponseLib.samplejob import SAMPLE_KINDS
-from RadiotherapyResponseLib.widgets import showSegmentInput  # noqa: F401 - the analysis modules' (kept here for them)
+from RadiotherapyResponseLib.widgets import showComboItems
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -100,7 +100,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadiotherapyResponseLogic()
         self.samplePanel = JobPanel(self.ui.sampleProgressBar, self.ui.sampleStatusLabel, self.ui.sampleCancelButton,
-                                    [self.ui.loadSampleButton])
+                                    [self.ui.loadSampleButton, self.ui.validateButton])  # the hub's jobs
 
         self.ui.sampleKindComboBox.connect("currentIndexChanged(int)", lambda index: self.ui.samplePatientComboBox.clear())
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
@@ -143,7 +143,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         """Load the patient of the cached cohort (fast, in this process): (the nodes, the status text)."""
         ids, patient, nodes = samplejob.loadSamplePatient(kind, patient, slicer.mrmlScene)
         self.logic.showPatient(nodes)
-        self._fillCombo(self.ui.samplePatientComboBox, ids, patient)
+        showComboItems(self.ui.samplePatientComboBox, ids, patient)
         self.ui.sampleStatusLabel.text = text = samplejob.loadedText(kind, patient)
         slicer.util.showStatusMessage(text, 3000)
         return nodes, text
@@ -154,32 +154,28 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.cohortStatusLabel.text = "Press Validate to check the manifest." if path else "No manifest selected."
 
     def onValidate(self):
+        """Validate in a background job (every image is read); the problems, or the patients, when it ends."""
         path = self.ui.manifestPathLineEdit.currentPath
         self.onManifestChanged(path)
-        with slicer.util.tryWithErrorDisplay("Failed to validate the manifest.", waitCursor=True):
-            problems = self.logic.validateManifest(path)
-            if problems:
-                shown = "\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else "")
-                self.ui.cohortStatusLabel.text = f"{len(problems)} problem(s):\n{shown}"
-                return
-            patientIds = self.logic.loadCohort(path).patient_ids
-            self._fillCombo(self.ui.patientComboBox, patientIds)
-            self.ui.loadPatientButton.enabled = bool(patientIds)
-            self.ui.cohortStatusLabel.text = f"Manifest OK: {len(patientIds)} patient(s)."
+        self.ui.cohortStatusLabel.text = "Validating..."
+        self.samplePanel.start(cohortjob.validateArguments(path), "Validating the manifest...",
+                               lambda result: self._validated(path), onFailure=self._invalid)
+
+    def _invalid(self, result):
+        problems = cohortjob.problemLines(self.samplePanel.logLines)
+        self.ui.cohortStatusLabel.text = cohortjob.problemsText(problems) if problems else result.message
+
+    def _validated(self, path):
+        patientIds = cohortjob.patientIds(path)
+        showComboItems(self.ui.patientComboBox, patientIds, patientIds[0] if patientIds else "")
+        self.ui.loadPatientButton.enabled = bool(patientIds)
+        self.ui.cohortStatusLabel.text = text = f"Manifest OK: {len(patientIds)} patient(s)."
+        return text
 
     def onLoadPatient(self):
         path, patient = self.ui.manifestPathLineEdit.currentPath, self.ui.patientComboBox.currentText
         with slicer.util.tryWithErrorDisplay(f"Failed to load patient {patient}.", waitCursor=True):
             self.logic.loadPatient(self.logic.loadCohort(path), patient)
-
-    @staticmethod
-    def _fillCombo(combo, items, current=None):
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(list(items))
-        if current in items:
-            combo.setCurrentIndex(list(items).index(current))
-        combo.blockSignals(wasBlocked)
 
     # Settings
     def updateSettingsGUI(self):

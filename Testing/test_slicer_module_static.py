@@ -36,7 +36,7 @@ MODULE_LINE_BUDGET = 400  # lines of a module file, its self-test included (issu
 IN_PROCESS_CALLS = {"extract_segments", "extract_cohort", "extract_from_nodes", "extract", "measure", "measureDeep",
                     "run", "runDeep", "processEvents", "showActivationMap", "gradcam_volume_node", "gradcam"}
 JOB_MODULES.append("RadiotherapyResponse.py")  # the hub: the sample data is prepared as a job
-IN_PROCESS_CALLS |= {"ensure_sample", "sampleCohort"}  # the hub's sample data made in the GUI thread
+IN_PROCESS_CALLS |= {"ensure_sample", "sampleCohort", "validate_manifest", "validateManifest"}  # the hub: sample data, Validate
 HEAVY_AT_LOAD = ("rtresponse", "qt", "slicer", "vtk", "ctk", "numpy", "torch")  # never imported when a lib file loads
 UI_FILES = sorted(UI_DIR.glob("*.ui"))
 TOP_CMAKE = REPO / "CMakeLists.txt"
