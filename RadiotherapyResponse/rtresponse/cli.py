@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, cli_dicom, cli_i3d, cli_recurrence, cli_residual, options, progress
+from . import __version__, cli_dicom, cli_i3d, cli_recurrence, cli_residual, cli_study, options, progress
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 from .outputs import FILE, FOLDER, Output, writes
@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_residual.add_commands(commands)
     cli_i3d.add_commands(commands)
     cli_dicom.add_commands(commands)
+    cli_study.add_commands(commands)
     _add_progress_option(parser)
     return parser
 

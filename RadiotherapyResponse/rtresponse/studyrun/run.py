@@ -1,0 +1,293 @@
+"""``rtresponse study run``: every step of a study file, each cached by its inputs and settings, then the report.
+
+Steps, in order (each a folder of ``DIR/cache``, see :mod:`.steps`):
+
+``cohort``      the synthetic sample cohort written once (``cohort.synthetic``), or the manifest and the files it
+                names fingerprinted (path, size, modification time), so a changed image recomputes what reads it;
+``labels``      each label (Tanaka et al.'s regression rule) with per-patient exclusions;
+``features``    each feature set (handcrafted, deep2d per model x mask); a patient whose images fail keeps a row
+                saying why and the others complete; clinical sets are read from the manifest in the analyses;
+``analysis``    each analysis (bootstrap grid or split protocol) on the sets it names.
+
+Then, on every run, the report (``report.html``, ``figures/``, ``tables/``) and the scene (``study.mrb``),
+and ``run.json``: each step's key and whether it was computed, reused, failed or skipped this time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InputError
+from .schema import analysis_sets, expand_features
+from .steps import COMPUTED, FAILED, NOT_SUPPORTED, REUSED, SKIPPED, Step, StepCache
+
+MARKER = ".rtresponse-study.json"
+RUN_RECORD = "run.json"
+RUN_PROTOCOLS = ("bootstrap", "split")
+
+
+@dataclass
+class StudyRun:
+    out: Path
+    study: dict
+    steps: list[Step] = field(default_factory=list)
+    report: Path | None = None
+    scene: Path | None = None
+    seconds: float = 0.0
+
+    def count(self, status: str, kind: str | None = None) -> int:
+        return sum(1 for s in self.steps if s.status == status and (kind is None or s.kind == kind))
+
+    @property
+    def computed(self) -> list[str]:
+        return [f"{s.kind}/{s.name}" for s in self.steps if s.status == COMPUTED]
+
+
+def prepare_folder(out: Path, study: dict) -> None:
+    """``out`` is new, empty, or a study folder rtresponse wrote (re-running resumes there); never anything else."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out is a file; give a folder", path=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise InputError("--out holds files that are not an rtresponse study folder; choose a new or empty folder",
+                         path=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError("no permission to write in the folder", path=str(out))
+    from ..atomic import write_text
+
+    write_text(out / MARKER, json.dumps({"study": study["name"], "format": 1}) + "\n")
+
+
+def _resolved_weights(entry: dict) -> str:
+    """'auto' decided now (imagenet when this computer has the weights, else random), so the cache key says which."""
+    if entry["weights"] != "auto":
+        return entry["weights"]
+    from ..features.deep2d import find_weights
+
+    return "imagenet" if find_weights(entry["model"]) is not None else "random"
+
+
+def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[str], Callable] | None = None,
+              log: Callable[[str], None] = print, study_file: str | None = None) -> StudyRun:
+    """Run (or resume) ``study`` (from :func:`~.schema.load_study`) in ``out``; returns what each step did."""
+    import pandas as pd
+
+    from ..cohort import file_fingerprint, load_manifest
+    from ..provenance import sha256_file
+
+    start = time.monotonic()
+    out = Path(out)
+    prepare_folder(out, study)
+    cache = StepCache(out / "cache", log)
+    seed, workers = study["seed"], study["execution"]["workers"]
+
+    def bar(stage: str):
+        return progress_factory(stage) if progress_factory else None
+
+    def closing(callback):
+        if callback is not None and hasattr(callback, "close"):
+            callback.close()
+
+    # cohort
+    source = study["cohort"]
+    if source["synthetic"] is not None:
+        def make_cohort(folder: Path) -> dict:
+            from ..sampledata.synthetic import write_cohort
+
+            callback = bar("writing synthetic patients")
+            try:
+                write_cohort(folder / "cohort", n_patients=source["synthetic"]["patients"],
+                             seed=source["synthetic"]["seed"], signal=source["synthetic"]["signal"], progress=callback)
+            finally:
+                closing(callback)
+            return {"patients": source["synthetic"]["patients"], "source": "synthetic"}
+
+        cohort_step = cache.run("cohort", "synthetic", source["synthetic"], {}, make_cohort)
+        if not cohort_step.ok:
+            raise InputError(f"the synthetic cohort could not be written: {cohort_step.message}")
+        manifest = cohort_step.path / "cohort" / "manifest.csv"
+    else:
+        manifest = Path(source["manifest"])
+        if not manifest.is_file():
+            raise InputError("cohort.manifest: no such file", path=str(manifest))
+        probe = load_manifest(manifest, check_files=False)
+        files = [probe.resolve(cell) for column in probe.table.columns if column.startswith(("image_", "mask_"))
+                 for cell in probe.table[column] if cell]
+        fingerprint = {"manifest_sha256": sha256_file(manifest), "files": file_fingerprint(files)}
+
+        def read_cohort(folder: Path) -> dict:
+            return {"patients": len(probe), "source": str(manifest)}
+
+        cohort_step = cache.run("cohort", "manifest", fingerprint, {}, read_cohort)
+    cohort = load_manifest(manifest, check_files=False)
+    outcome_columns = cohort.outcomes()
+
+    # labels
+    label_steps: dict[str, Step] = {}
+    for label in study["labels"]:
+        def make_labels(folder: Path, label=label) -> dict:
+            from ..labels import label_cohort
+
+            table = label_cohort(cohort, initial=label["initial"], boost=label["boost"], days=label["days"],
+                                 threshold=label["threshold"], min_volume_cc=label["min_volume_cc"],
+                                 image=label["image"])
+            table.to_csv(folder / "labels.csv")
+            return {"threshold": table.attrs["threshold"], "included": int((table["status"] == "ok").sum()),
+                    "excluded": int((table["status"] != "ok").sum())}
+
+        settings = {k: v for k, v in label.items() if k != "name"}
+        label_steps[label["name"]] = cache.run("labels", label["name"], settings, {"cohort": cohort_step.key},
+                                               make_labels)
+
+    # features
+    feature_steps: dict[str, Step] = {}
+    clinical_sets: dict[str, list] = {}
+    device = study["execution"]["device"]
+    for entry in expand_features(study["features"]):
+        name = entry["name"]
+        if entry["kind"] == "clinical":
+            factors = entry["factors"]
+            known = list(cohort.clinical().columns)
+            factors = known if factors == "all" else ([factors] if isinstance(factors, str) else list(factors))
+            unknown = [f for f in factors if f not in known]
+            if unknown:
+                raise InputError(f"features '{name}'.factors: no clinical factor(s) {', '.join(unknown)} in the "
+                                 f"manifest (it has {', '.join(known) or 'none'})")
+            clinical_sets[name] = factors
+            continue
+        settings = {k: v for k, v in entry.items() if k not in ("name", "base")}
+        if entry["kind"] == "deep2d":
+            settings["weights"] = _resolved_weights(entry)
+            settings["seed"] = seed
+
+        def make_features(folder: Path, entry=entry, settings=settings) -> dict:
+            callback = bar(f"features {entry['name']}")
+            try:
+                if entry["kind"] == "handcrafted":
+                    from ..features.handcrafted import extract_cohort
+
+                    table = extract_cohort(cohort, image=entry["image"], mask=entry["mask"],
+                                           settings=entry["preset"], n_jobs=workers, progress=callback)
+                else:
+                    from ..features.deep2d import extract_cohort
+
+                    weights = settings["weights"]
+                    table = extract_cohort(cohort, image=entry["image"], mask=entry["mask"], model=entry["model"],
+                                           weights=None if weights == "random" else weights, device=device,
+                                           size_mm=entry["size_mm"], level=entry["level"], width=entry["width"],
+                                           context=entry["context"], top_k=entry["top_k"], seed=seed,
+                                           progress=callback)
+            finally:
+                closing(callback)
+            table.to_csv(folder / "features.csv")
+            from ..provenance import write
+
+            write(folder / "features.csv.json", table.attrs.get("provenance") or {})
+            failed = table[table["status"] != "ok"]
+            summary = {"patients": int(len(table)), "failed": int(len(failed)),
+                       "features": int(len([c for c in table.columns if c not in ("status", "weights")]))}
+            if "weights" in table.columns:
+                summary["weights"] = str(table["weights"].iloc[0])
+            return summary
+
+        feature_steps[name] = cache.run("features", name, settings, {"cohort": cohort_step.key}, make_features)
+
+    # analyses
+    for analysis in study["analyses"]:
+        name = analysis["name"]
+        if analysis["protocol"] not in RUN_PROTOCOLS:
+            tool = "rtresponse residual train / evaluate" if analysis["protocol"] == "residual" \
+                else "rtresponse recurrence train / evaluate"
+            cache.note("analysis", name, NOT_SUPPORTED,
+                       f"protocol '{analysis['protocol']}' is not run by `study run` yet; run {tool}")
+            continue
+        names = analysis_sets(study, analysis)
+        outcome_name = analysis["outcome"]
+        inputs: dict = {"cohort": cohort_step.key}
+        if outcome_name in label_steps:
+            inputs["labels"] = label_steps[outcome_name].key
+        elif outcome_name not in outcome_columns.columns:
+            cache.note("analysis", name, FAILED, f"outcome '{outcome_name}' is neither a label nor a manifest "
+                       f"outcome (outcomes: {', '.join(outcome_columns.columns) or 'none'})")
+            continue
+        failed = [n for n in names if n in feature_steps and not feature_steps[n].ok]
+        if outcome_name in label_steps and not label_steps[outcome_name].ok:
+            failed.append(f"labels {outcome_name}")
+        if failed:
+            cache.note("analysis", name, SKIPPED, f"needs {', '.join(failed)}, which failed")
+            continue
+        inputs.update({n: feature_steps[n].key for n in names if n in feature_steps})
+        settings = {k: v for k, v in analysis.items() if k not in ("name", "seed")}
+        settings.update(seed=analysis["seed"] if analysis["seed"] is not None else seed, sets=names,
+                        clinical={n: clinical_sets[n] for n in names if n in clinical_sets})
+
+        def make_analysis(folder: Path, analysis=analysis, names=names, settings=settings) -> dict:
+            from ..models.tables import encode_clinical
+            from .analysis import run_analysis
+
+            tables = {}
+            for n in names:
+                if n in clinical_sets:
+                    frame = encode_clinical(cohort.clinical(), clinical_sets[n])
+                    tables[n] = frame.assign(status="ok")
+                else:
+                    tables[n] = pd.read_csv(feature_steps[n].path / "features.csv", index_col="patient_id",
+                                            dtype={"patient_id": str})
+            if analysis["outcome"] in label_steps:
+                labels = pd.read_csv(label_steps[analysis["outcome"]].path / "labels.csv", index_col="patient_id",
+                                     dtype={"patient_id": str})
+                outcome = labels["regression"].rename(analysis["outcome"])
+            else:
+                outcome = outcome_columns[analysis["outcome"]]
+            callback = bar(f"analysis {analysis['name']}")
+            try:
+                return run_analysis(analysis, tables, outcome, analysis["outcome"], settings["seed"], workers,
+                                    folder, callback)
+            finally:
+                closing(callback)
+
+        cache.run("analysis", name, settings, inputs, make_analysis)
+
+    result = StudyRun(out=out, study=study, steps=cache.steps)
+    from .report import write_report
+
+    result.report = write_report(result, cohort, label_steps, feature_steps, clinical_sets, study_file=study_file,
+                                 log=log)
+    if study["report"]["scene"]:
+        result.scene = _write_scene(result, cohort, label_steps, log)
+    result.seconds = round(time.monotonic() - start, 3)
+    _write_run_record(result)
+    return result
+
+
+def _write_scene(result: StudyRun, cohort, label_steps, log) -> Path | None:
+    import importlib.util
+
+    if importlib.util.find_spec("slicer") is None or importlib.util.find_spec("vtk") is None:
+        log("scene: skipped (needs slicer-core outside Slicer: pip install 'rtresponse[mrml]')")
+        return None
+    from .scene import write_scene
+
+    try:
+        return write_scene(result, cohort)
+    except InputError as error:
+        log(f"scene: FAILED: {error}")
+        return None
+
+
+def _write_run_record(result: StudyRun) -> None:
+    from ..atomic import write_text
+
+    record = {"study": result.study["name"], "seconds": result.seconds,
+              "counts": {status: result.count(status) for status in (COMPUTED, REUSED, FAILED, SKIPPED,
+                                                                      NOT_SUPPORTED)},
+              "steps": [step.record() for step in result.steps],
+              "report": str(result.report) if result.report else None,
+              "scene": str(result.scene) if result.scene else None}
+    write_text(result.out / RUN_RECORD, json.dumps(record, indent=1, default=str) + "\n")
