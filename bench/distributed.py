@@ -1,0 +1,130 @@
+"""Cohort extraction and the selector x classifier grid: local processes against a Dask LocalCluster. Prints a table.
+
+Runs the same handcrafted cohort extraction (a synthetic cohort written once) and the same 0.632+ bootstrap grid
+(a planted-signal feature matrix) with
+  - local, 1 worker (this process) and local, 2 workers (joblib processes), and
+  - a dask.distributed LocalCluster of 1 and of 2 single-threaded worker processes (``--scheduler local-cluster:N``),
+and prints, for each, the median seconds, the speed-up over local with 1 worker, the overhead of Dask over local
+with as many workers, and whether the table is identical to local with 1 worker. The cluster is started before
+the timed runs (its start-up is printed apart) and every configuration has one untimed warm-up run (worker
+imports), so the numbers compare the steady state.
+
+Usage: python bench/distributed.py [--patients 24] [--preset pyradiomics-default] [--grid-patients 100]
+       [--features 200] [--draws 100] [--repeats 3] [--workers 1 2] [--skip-cohort] [--skip-grid]
+A quick check that it runs: python bench/distributed.py --patients 4 --grid-patients 30 --features 10 --draws 5
+--repeats 1. Run it alone on the machine: other load distorts every speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# this file's folder first on sys.path would make `import distributed` import this script instead of Dask's package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "RadiotherapyResponse"))
+
+from rtresponse.cohort import load_manifest  # noqa: E402
+from rtresponse.execution import Execution  # noqa: E402
+from rtresponse.features.handcrafted import extract_cohort  # noqa: E402
+from rtresponse.models.grid import run_grid  # noqa: E402
+from rtresponse.sampledata.synthetic import write_cohort  # noqa: E402
+
+
+def _time(run, repeats: int):
+    """(median seconds of ``repeats`` timed runs after one untimed warm-up, the last result)."""
+    result = run()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def _same(one, other) -> bool:
+    try:
+        if isinstance(one, pd.DataFrame):
+            pd.testing.assert_frame_equal(one, other)
+        else:
+            pd.testing.assert_frame_equal(one.table, other.table)
+            for key, values in one.per_bootstrap.items():
+                np.testing.assert_array_equal(values, other.per_bootstrap[key])
+        return True
+    except AssertionError:
+        return False
+
+
+def _planted(patients: int, features: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(patients, features)), columns=[f"f{i}" for i in range(features)])
+    y = (X["f0"] - X["f1"] + rng.normal(0, 0.8, patients) > 0).astype(int).to_numpy()
+    return X, y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=24, help="synthetic cohort size (default 24)")
+    parser.add_argument("--preset", default="pyradiomics-default")
+    parser.add_argument("--grid-patients", type=int, default=100)
+    parser.add_argument("--features", type=int, default=200)
+    parser.add_argument("--draws", type=int, default=100, help="bootstrap draws per grid cell (default 100)")
+    parser.add_argument("--selectors", nargs="+", default=["chi2", "wilcoxon", "nca", "relieff", "inffs"])
+    parser.add_argument("--classifiers", nargs="+", default=["lda", "svm", "knn", "nb", "rf"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip-cohort", action="store_true")
+    parser.add_argument("--skip-grid", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        cohort = load_manifest(write_cohort(Path(folder) / "cohort", n_patients=args.patients, seed=0))
+        X, y = _planted(args.grid_patients, args.features)
+        jobs = {}
+        if not args.skip_cohort:
+            jobs[f"cohort ({args.patients} patients, {args.preset})"] = (
+                lambda execution: extract_cohort(cohort, image="CT", mask="GTVp", settings=args.preset,
+                                                 execution=execution))
+        if not args.skip_grid:
+            jobs[f"grid ({args.grid_patients}x{args.features}, {len(args.selectors)}x{len(args.classifiers)}, "
+                 f"{args.draws} draws)"] = (
+                lambda execution: run_grid(X, y, args.selectors, args.classifiers, k=10, n_bootstrap=args.draws,
+                                           execution=execution))
+        startup = {}
+        for kind in ("local", "dask"):
+            for workers in args.workers:
+                start = time.perf_counter()
+                execution = Execution(f"local-cluster:{workers}") if kind == "dask" else Execution(workers=workers)
+                with execution:
+                    if kind == "dask":
+                        execution.client.wait_for_workers(workers)
+                        startup[workers] = time.perf_counter() - start
+                    for name, job in jobs.items():
+                        seconds, result = _time(lambda: job(execution), args.repeats)
+                        rows.append({"task": name, "execution": kind, "workers": workers, "seconds": seconds,
+                                     "result": result})
+    print(f"median of {args.repeats} run(s) after a warm-up; LocalCluster start-up: "
+          + ", ".join(f"{w} worker(s) {s:.1f} s" for w, s in startup.items()))
+    print(f"{'task':<46} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'dask/local':>10} "
+          f"{'identical':>9}")
+    for row in rows:
+        base = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
+                    and r["workers"] == args.workers[0])
+        local = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
+                     and r["workers"] == row["workers"])
+        overhead = f"{row['seconds'] / local['seconds'] - 1:+.0%}" if row["execution"] == "dask" else ""
+        print(f"{row['task']:<46} {row['execution']:<9} {row['workers']:>7} {row['seconds']:>9.2f} "
+              f"{base['seconds'] / row['seconds']:>8.2f}x {overhead:>10} "
+              f"{'yes' if _same(base['result'], row['result']) else 'NO':>9}")
+
+
+if __name__ == "__main__":
+    main()
