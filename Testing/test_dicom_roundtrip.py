@@ -94,6 +94,9 @@ def test_pet_is_the_original_suv(roundtrip):
         tissue = suv >= 0.5
         assert np.abs(back[tissue] / suv[tissue] - 1).max() <= 0.01
         assert np.isclose(back.max(), suv.max(), rtol=1e-3)
+        state = imported.suv_state(pid, "PET")  # import-dicom records SUV in the NRRD header: nothing warns
+        assert (state.state, state.kind, state.source) == ("suv", "bw", "header rtresponse_units SUVbw")
+        assert imported.pet_warning(pid, "PET") is None
 
 
 def test_clinical_tags_and_report(roundtrip):
@@ -111,7 +114,7 @@ def test_clinical_tags_and_report(roundtrip):
     assert (root / "cohort" / "provenance.json").is_file()
 
 
-def test_imported_manifest_runs_the_analyses(roundtrip, tmp_path):
+def test_imported_manifest_runs_the_analyses(roundtrip, tmp_path, capsys):
     pytest.importorskip("radiomics")
     pytest.importorskip("sklearn")
     root, _, manifest, _ = roundtrip
@@ -128,3 +131,4 @@ def test_imported_manifest_runs_the_analyses(roundtrip, tmp_path):
                  "--out", str(tmp_path / "baseline"), "--progress", "none"]) == 0
     sweep = pd.read_csv(tmp_path / "baseline" / "suvmax_sweep.csv")
     assert sweep["mean_dice"].max() > 0.2
+    assert "warning" not in capsys.readouterr().err  # the PET is known SUV

@@ -53,7 +53,20 @@ def _samples(args, cohort, ids, what, label: str | None = "", box=None):
         progress.close()
     for pid, reason in failures.items():
         print(f"  skipped {reason}", file=sys.stderr)
+    _pet_warnings(args, samples)
     return samples
+
+
+def _pet_warnings(args, samples) -> None:
+    """Each sample's warning (a PET that looks like Bq/mL) once on stderr and in provenance's ``warnings``."""
+    from . import provenance
+
+    known = list((getattr(args, "provenance", None) or {}).get("warnings", []))
+    new = [w for sample in samples for w in sample.warnings if w not in known]
+    for warning in new:
+        print(f"warning: {warning}", file=sys.stderr)
+    if new:
+        provenance.note(args, "warnings", known + new)
 
 
 def _write_csv(frame, path: Path, index=True) -> None:

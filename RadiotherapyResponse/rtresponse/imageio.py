@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".dcm")
 GEOMETRY_TOLERANCE = 1e-4  # mm and direction cosines; scanners write 6-7 significant digits
+UNITS_KEY = "rtresponse_units"  # header key naming the voxel units (SUVbw, SUL (lbm), BQML, ...)
+DICOM_UNITS_TAG = "0054|1001"   # Units of a PET image series (BQML, GML, CNTS, ...)
 
 
 def is_segmentation_file(path: str | os.PathLike) -> bool:
@@ -68,17 +70,69 @@ def _read_dicom_series(path: Path) -> "sitk.Image":
     if path.is_dir() and len(series) > 1:
         raise InputError(f"folder holds {len(series)} DICOM series ({', '.join(series)}); point to one file of "
                          "the series you want or give each series its own folder", path=str(folder))
+    files = dicom_series_files(path)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def dicom_series_files(path: str | os.PathLike) -> list[str]:
+    """The files :func:`read_image` reads for a DICOM folder (its one series) or ``.dcm`` file (that file's series)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        return []
     if path.is_dir():
         series_id = series[0]
-    else:
+    else:  # an unreadable file raises RuntimeError (read_image names the file)
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
         series_id = reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else series[0]
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    return reader.Execute()
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id))
+
+
+def dicom_header_value(path: str | os.PathLike, key: str) -> str:
+    """Header entry ``key`` (``"0054|1001"`` for a DICOM tag, a NRRD key) of one image file; '' when absent."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+
+def is_dicom_path(path: str | os.PathLike) -> bool:
+    """A folder (read as one DICOM series) or a ``.dcm`` file."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() == ".dcm"
+
+
+def image_units(path: str | os.PathLike) -> tuple[str, str]:
+    """(units, where they were found) as the file records them, without reading the voxels.
+
+    The header key ``rtresponse_units`` (written by ``import-dicom`` and the sample data: ``SUVbw``, ``SUL (lbm)``,
+    or the DICOM Units), or for a DICOM series its Units (0054,1001) (``BQML``, ``GML``); ('', '') when neither.
+    """
+    path = Path(path)
+    if is_dicom_path(path):
+        try:
+            files = dicom_series_files(path)[:1] if path.is_dir() else [path]
+        except RuntimeError:
+            return "", ""
+        key, where = DICOM_UNITS_TAG, "DICOM Units (0054,1001)"
+    else:
+        files, key, where = [path], UNITS_KEY, f"header {UNITS_KEY}"
+    if not files or not Path(files[0]).is_file():
+        return "", ""
+    units = dicom_header_value(files[0], key)
+    return (units, where) if units else ("", "")
 
 
 def _first_line(error: Exception) -> str:

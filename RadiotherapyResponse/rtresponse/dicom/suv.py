@@ -158,6 +158,30 @@ def suv_conversion(headers, method: str = "bw", where: str = "") -> SUVConversio
     return SUVConversion(mass_kg * 1000.0 / decayed, method, record)
 
 
+def series_suv_conversion(files, method: str = "bw") -> SUVConversion:
+    """:func:`suv_conversion` of the PET series made of ``files`` (DICOM files of one series, e.g. the files a
+    manifest's DICOM folder is read from); the error names the series' folder."""
+    from pathlib import Path
+
+    from .index import read_header
+
+    files = [Path(f) for f in files]
+    if not files:
+        raise InputError("no DICOM files to compute SUV from")
+    headers = []
+    for path in files:
+        header = read_header(path)
+        if header is None:
+            raise InputError("not a DICOM file", path=str(path))
+        headers.append(header)
+    modality = str(headers[0].get("Modality", "")).upper()
+    if modality != "PT":
+        raise InputError(f"SUV needs a PET series (Modality PT), this one is {modality or 'without a Modality'}",
+                         path=str(files[0].parent))
+    return suv_conversion(headers, method, where=f"PT series {headers[0].get('SeriesInstanceUID', '')}, "
+                                                 f"{files[0].parent}")
+
+
 def lean_body_mass(weight_kg: float, height_m: float, sex: str, method: str = "lbm") -> float:
     """Lean body mass in kg (Janmahasatian for ``lbm``, James for ``lbm-james``)."""
     if method == "lbm-james":

@@ -61,6 +61,20 @@ def suvmax_threshold(pet, gtv, fraction: float, brain=None):
     return image
 
 
+def pet_values_warning(pet, what: str = "the PET") -> str | None:
+    """One line when a PET of unknown units (array or SimpleITK image) looks like Bq/mL: its largest value is above
+    :data:`~rtresponse.cohort.PLAUSIBLE_SUV_MAX`. The threshold itself is a fraction of each patient's SUVmax, so
+    a constant factor does not change it; SUV values read from it and cohort-wide comparisons would be wrong."""
+    from ..cohort import PLAUSIBLE_SUV_MAX
+
+    (values,), _ = _arrays(pet)
+    top = float(np.max(values)) if np.size(values) else 0.0
+    if top <= PLAUSIBLE_SUV_MAX:
+        return None
+    return (f"{what} looks like Bq/mL, not SUV (largest value {top:.6g} > {PLAUSIBLE_SUV_MAX:g}); convert it to SUV "
+            "first (rtresponse import-dicom, or Slicer's PET-DICOM/SUV tools)")
+
+
 def sweep_fraction(cases: Iterable[tuple], fractions: Sequence[float] = SWEEP) -> tuple[float, "pd.DataFrame"]:
     """The fraction with the best mean Dice over ``cases`` ((pet, gtv, relapse, brain or None) each), and the curve.
 

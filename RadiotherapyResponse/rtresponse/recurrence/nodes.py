@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..evaluation.segmentation import case_metrics
-from .baselines import PAPER_FRACTION, suvmax_threshold
+from .baselines import PAPER_FRACTION, pet_values_warning, suvmax_threshold
 from .preprocess import BOX_XYZ, pet_on_ct, prediction_to_image, prepare
 from .training import predict_boxes
 
@@ -30,6 +30,7 @@ class RecurrenceNodes:
     segmentation: object  # vtkMRMLSegmentationNode: predicted relapse (thresholded) and the baselines
     segment_ids: dict = field(default_factory=dict)  # method -> segment id
     metrics: object | None = None  # vtkMRMLTableNode when a relapse segment was given
+    warnings: list = field(default_factory=list)  # e.g. the PET looks like Bq/mL (baselines.pet_values_warning)
 
 
 def probability_image(ct: "sitk.Image", pet: "sitk.Image", gtv: "sitk.Image", network, device: str = "cpu",
@@ -125,6 +126,9 @@ def outputs_in_scene(ct_node, pet_node, gtv_segmentation, gtv_segment, probabili
         _show_probability(nodes.probability)
         set_threshold(nodes, ct_node, threshold)
         predictions["CNN"] = _thresholded(probability, threshold)
+    warning = pet_values_warning(pet, f"PET node '{pet_node.GetName()}'")
+    if warning:
+        nodes.warnings.append(warning)
     suv = suvmax_threshold(pet, gtv, fraction, brain)
     label = f"SUVmax {fraction:.0%}"
     nodes.segment_ids[label] = mrml.mask_to_segment(suv, segmentation, label, ct_node, color=(1.0, 0.8, 0.1))

@@ -69,6 +69,7 @@ class Sample:
     pet_suv: np.ndarray | None = field(default=None, repr=False)  # SUV in the box, for the baselines
     brain: np.ndarray | None = field(default=None, repr=False)
     spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    warnings: list[str] = field(default_factory=list)  # e.g. a PET that looks like Bq/mL (Cohort.pet_warning)
 
 
 def normalise_ct(hu: np.ndarray) -> np.ndarray:
@@ -125,7 +126,9 @@ def prepare(ct: "sitk.Image", pet: "sitk.Image", gtv: "sitk.Image", label: "sitk
 
 def prepare_patient(cohort: "Cohort", patient_id: str, ct: str = "CT", pet: str = "PET", gtv: str = "GTVp",
                     label: str | None = "relapse", brain: str | None = None, box_xyz=BOX_XYZ) -> Sample:
-    """:func:`prepare` for a manifest patient; an absent relapse mask (a patient who did not recur) is empty."""
+    """:func:`prepare` for a manifest patient; an absent relapse mask (a patient who did not recur) is empty.
+
+    ``Sample.warnings`` holds :meth:`~rtresponse.cohort.Cohort.pet_warning` when the PET looks like Bq/mL."""
     import SimpleITK as sitk
 
     image = cohort.read_image(patient_id, ct)
@@ -139,11 +142,15 @@ def prepare_patient(cohort: "Cohort", patient_id: str, ct: str = "CT", pet: str 
             return empty
         return cohort.read_mask(patient_id, name, image=ct, reference=image)
 
+    pet_image = cohort.read_image(patient_id, pet)
     try:
-        return prepare(image, cohort.read_image(patient_id, pet), mask(gtv), mask(label), mask(brain), box_xyz,
-                       patient_id)
+        sample = prepare(image, pet_image, mask(gtv), mask(label), mask(brain), box_xyz, patient_id)
     except InputError as error:
         raise InputError(error.problem, patient=patient_id) from None
+    warning = cohort.pet_warning(patient_id, pet, pet_image)
+    if warning:
+        sample.warnings.append(warning)
+    return sample
 
 
 def prediction_to_image(values: np.ndarray, sample: Sample, reference: "sitk.Image", fill: float = 0.0) -> "sitk.Image":

@@ -172,6 +172,7 @@ def _patient(rng: np.random.Generator, index: int, size, signal: float, out: Pat
     folder = out / pid
     write_image(_image(ct, CT_SPACING, origin, np.int16), folder / "CT.nrrd")
     write_image(_image(ct_boost, CT_SPACING, origin, np.int16), folder / "CT_boost.nrrd")
+    pet.SetMetaData("rtresponse_units", "SUVbw")  # known SUV: Cohort.suv_state reads it, nothing warns
     write_image(pet, folder / "PET.nrrd")
     write_image(_image(t1, CT_SPACING, origin, np.float32), folder / "T1.nrrd")
     write_image(_image(t2, CT_SPACING, origin, np.float32), folder / "T2.nrrd")
