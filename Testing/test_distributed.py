@@ -3,6 +3,7 @@ process, progress as tasks finish, a killed worker loses and duplicates nothing,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -75,11 +76,14 @@ def test_a_dask_setting_without_dask_installed_says_what_to_install(monkeypatch)
 
 # ------------------------------------------------------------------ on a LocalCluster
 
-distributed = pytest.importorskip("distributed")
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
 
 
 @pytest.fixture(scope="module")
 def client():
+    import distributed
+
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = distributed.Client(cluster, set_as_default=False)
     yield client
@@ -116,7 +120,7 @@ def planted():
     return X, y
 
 
-GRID = dict(selectors=("wilcoxon", "chi2"), classifiers=("rf", "svm", "nb"), k=3, n_bootstrap=8, undersample=2)
+GRID = dict(selectors=("wilcoxon", "chi2"), classifiers=("lda", "svm", "nb"), k=3, n_bootstrap=8, undersample=2)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,7 @@ def _same_grid(one, other):
         np.testing.assert_array_equal(values, other.per_bootstrap[key])
 
 
+@needs_dask
 def test_cohort_features_on_the_cluster_equal_one_process(client, cohort, sequential):
     from rtresponse.features.handcrafted import extract_cohort
 
@@ -147,6 +152,7 @@ def test_cohort_features_on_the_cluster_equal_one_process(client, cohort, sequen
     assert spread.attrs["provenance"]["execution"]["kind"] == "dask"
 
 
+@needs_dask
 def test_a_small_grid_on_the_cluster_equals_one_process(client, planted, sequential_grid):
     from rtresponse.models.grid import run_grid
 
@@ -169,6 +175,7 @@ def _kill_a_busy_worker(client, killed: list) -> None:
         time.sleep(0.01)
 
 
+@needs_dask
 def test_a_worker_killed_during_the_run_still_gives_the_identical_table(client, cohort, sequential, planted,
                                                                         sequential_grid):
     from rtresponse.features.handcrafted import extract_cohort
@@ -197,6 +204,7 @@ def test_a_worker_killed_during_the_run_still_gives_the_identical_table(client, 
     client.wait_for_workers(2, timeout=60)
 
 
+@needs_dask
 def test_ctrl_c_cancels_the_cluster_run_and_writes_nothing(cohort, tmp_path):
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "out" / "features.csv"
