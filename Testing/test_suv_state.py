@@ -160,3 +160,12 @@ def test_a_bqml_pet_warns_in_the_recurrence_commands(synthetic_cohort, tmp_path,
     table.to_csv(folder / "manifest.csv", index=False)
     err, record = _run_baseline(folder / "manifest.csv", tmp_path / "baseline2", split, capsys)
     assert "warning" not in err and "warnings" not in record
+
+
+def test_pet_values_warning_for_scene_nodes():
+    from rtresponse.recurrence import pet_values_warning
+
+    assert pet_values_warning(np.full((2, 3, 3), 14.0)) is None
+    image = sitk.GetImageFromArray(np.full((2, 3, 3), 14000.0))
+    warning = pet_values_warning(image, "PET node 'P1 PET'")
+    assert warning.startswith("PET node 'P1 PET' looks like Bq/mL, not SUV (largest value 14000 > 100)")
