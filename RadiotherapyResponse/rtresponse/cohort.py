@@ -355,7 +355,7 @@ class Cohort:
         from .imageio import dicom_header_value, dicom_series_files, is_dicom_path
 
         path = self.image_path(patient_id, name)
-        if not path.exists() or not is_dicom_path(path):
+        if not (path.is_file() or path.is_dir()) or not is_dicom_path(path):
             return ""
         try:
             files = dicom_series_files(path)

@@ -99,6 +99,8 @@ def dicom_header_value(path: str | os.PathLike, key: str) -> str:
     """Header entry ``key`` (``"0054|1001"`` for a DICOM tag, a NRRD key) of one image file; '' when absent."""
     import SimpleITK as sitk
 
+    if not Path(path).is_file():  # a missing file, a folder, a named pipe (reading it would block)
+        return ""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -121,6 +123,8 @@ def image_units(path: str | os.PathLike) -> tuple[str, str]:
     or the DICOM Units), or for a DICOM series its Units (0054,1001) (``BQML``, ``GML``); ('', '') when neither.
     """
     path = Path(path)
+    if not (path.is_file() or path.is_dir()):
+        return "", ""
     if is_dicom_path(path):
         try:
             files = dicom_series_files(path)[:1] if path.is_dir() else [path]
