@@ -233,3 +233,26 @@ def test_ctrl_c_cancels_the_cluster_run_and_writes_nothing(cohort, tmp_path):
     assert list(out.parent.iterdir()) == []  # neither the table nor a staging leftover
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, f"worker processes left running: {alive}"
+
+
+@needs_dask
+def test_evaluate_sent_to_a_scheduler_address_writes_the_same_results(client, tmp_path, monkeypatch):
+    from rtresponse.cli import main
+
+    rng = np.random.default_rng(1)
+    ids = [f"P{i:03d}" for i in range(40)]
+    features = pd.DataFrame(rng.normal(size=(40, 5)), columns=[f"f{i}" for i in range(5)],
+                            index=pd.Index(ids, name="patient_id"))
+    outcome = (features["f1"] + rng.normal(0, 0.5, 40) > 0).astype(int)
+    features.assign(status="ok").to_csv(tmp_path / "features.csv")
+    pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(tmp_path / "manifest.csv",
+                                                                                      index=False)
+    common = ["evaluate", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
+              "--outcome", "response", "--selectors", "wilcoxon", "chi2", "--classifiers", "lda", "nb", "--k", "3",
+              "--n-bootstrap", "10", "--progress", "none"]
+    assert main(common + ["--out", str(tmp_path / "here")]) == 0
+    monkeypatch.setenv("RTRESPONSE_SCHEDULER", client.scheduler.address)  # the default of --scheduler
+    assert main(common + ["--out", str(tmp_path / "there")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "here" / "results.csv"),
+                                  pd.read_csv(tmp_path / "there" / "results.csv"))
+    assert len(client.scheduler_info()["workers"]) == 2  # the run closed its own client, not the cluster
