@@ -211,7 +211,7 @@ def test_ctrl_c_cancels_the_cluster_run_and_writes_nothing(cohort, tmp_path):
     out.parent.mkdir()
     command = [sys.executable, "-m", "rtresponse", "features", "--kind", "handcrafted", "--manifest",
                str(cohort.path), "--image", "CT", "--mask", "GTVp", "--preset", "pyradiomics-default",
-               "--perturbations", "4", "--scheduler", "local-cluster:2", "--progress", "jsonl", "--out", str(out)]
+               "--perturbations", "2", "--scheduler", "local-cluster:2", "--progress", "jsonl", "--out", str(out)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         events = []
@@ -248,7 +248,7 @@ def test_evaluate_sent_to_a_scheduler_address_writes_the_same_results(client, tm
     pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(tmp_path / "manifest.csv",
                                                                                       index=False)
     common = ["evaluate", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
-              "--outcome", "response", "--selectors", "wilcoxon", "chi2", "--classifiers", "lda", "nb", "--k", "3",
+              "--outcome", "response", "--selectors", "wilcoxon", "--classifiers", "lda", "nb", "--k", "3",
               "--n-bootstrap", "10", "--progress", "none"]
     assert main(common + ["--out", str(tmp_path / "here")]) == 0
     monkeypatch.setenv("RTRESPONSE_SCHEDULER", client.scheduler.address)  # the default of --scheduler
@@ -256,3 +256,22 @@ def test_evaluate_sent_to_a_scheduler_address_writes_the_same_results(client, tm
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "here" / "results.csv"),
                                   pd.read_csv(tmp_path / "there" / "results.csv"))
     assert len(client.scheduler_info()["workers"]) == 2  # the run closed its own client, not the cluster
+
+
+def _scaled(value, *, factor):
+    return value * factor
+
+
+@needs_dask
+def test_a_cluster_config_file_starts_a_cluster_for_the_run_and_closes_it(tmp_path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text("cluster: local\nworkers: 1\nmemory_limit: 1GiB\n")
+    with Execution(str(config)) as where:
+        assert where.map(_scaled, [(1,), (2,), (3,)], shared={"factor": 10}) == [10, 20, 30]
+        client = where.client
+        assert where.describe() == {"kind": "dask", "scheduler": str(config), "workers": 1}
+    assert client.status == "closed"
+    if importlib.util.find_spec("dask_jobqueue") is None:
+        config.write_text("cluster: slurm\nworkers: 2\ncores: 4\n")
+        with pytest.raises(InputError, match="needs dask-jobqueue"):
+            Execution(str(config)).client

@@ -178,7 +178,8 @@ class Execution:
         try:
             import dask_jobqueue
         except ImportError:
-            raise InputError(f"cluster '{kind}' needs dask-jobqueue: pip install dask-jobqueue", path=str(path)) from None
+            raise InputError(f"cluster '{kind}' needs dask-jobqueue: pip install dask-jobqueue",
+                             path=str(path)) from None
         return self._start(getattr(dask_jobqueue, JOBQUEUE[kind]), config, scale=int(workers or 1))
 
     @staticmethod
