@@ -84,7 +84,7 @@ needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
 def client():
     import distributed
 
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = distributed.Client(cluster, set_as_default=False)
     yield client
     client.close()

@@ -131,7 +131,7 @@ class Execution:
         if text.startswith(LOCAL_CLUSTER):
             count = int(text.split(":", 1)[1]) if ":" in text else (os.cpu_count() or 1)
             return self._start(distributed.LocalCluster, {"n_workers": count, "threads_per_worker": 1,
-                                                          "processes": True, "dashboard_address": None})
+                                                          "processes": True, "dashboard_address": ":0"})
         if text.lower().endswith((".yaml", ".yml")):
             return self._from_config(Path(text).expanduser())
         try:
@@ -169,7 +169,7 @@ class Execution:
         workers = config.pop("workers", None)
         if kind == "local":
             distributed = _require_distributed()
-            options = {"threads_per_worker": 1, "processes": True, "dashboard_address": None, **config}
+            options = {"threads_per_worker": 1, "processes": True, "dashboard_address": ":0", **config}
             if workers is not None:
                 options["n_workers"] = int(workers)
             return self._start(distributed.LocalCluster, options)
