@@ -154,6 +154,10 @@ def _evaluate(args) -> int:
     outcome = cohort.outcomes()[args.outcome]
     positive = parse_positive(args.positive, outcome)
     _warn_random_weights(args)
+    if args.protocol != "bootstrap":  # the split protocol runs here (its folds are not tasks yet)
+        from . import provenance
+
+        provenance.note(args, "unused", ["scheduler"])
     progress = _Progress("evaluating models")
     try:
         evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
