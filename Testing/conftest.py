@@ -72,6 +72,25 @@ def pyradiomics_cases():
     return pyradiomics_sample.fetch()
 
 
+@pytest.fixture
+def weights_only_here(tmp_path, monkeypatch):
+    """Pretrained weights are looked up only in this test's empty folders, never in the user's caches."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+
+
+def folder_digest(folder) -> str:
+    """One SHA-256 of every file's relative path and bytes below ``folder`` (an input left unchanged keeps it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def child_env() -> dict:
     """Environment for a child ``python -m rtresponse``: it imports this checkout's rtresponse, installed or not."""
     import os

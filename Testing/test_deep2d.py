@@ -21,11 +21,8 @@ PAPER_NETWORKS = {"SqueezeNet", "GoogLeNet", "Inception-v3", "DenseNet-201", "Mo
 
 
 @pytest.fixture(autouse=True)
-def no_weight_caches(tmp_path, monkeypatch):
-    """Weights are looked up only in this test's folders, never in the user's caches."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+def no_weight_caches(weights_only_here):
+    """Weights are looked up only in this test's folders (conftest), never in the user's caches."""
     deep2d.networks._cached.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

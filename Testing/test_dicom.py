@@ -4,7 +4,6 @@ rasteriser against rt-utils' reader, export-dicom read back by independent reade
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -19,20 +18,13 @@ pytest.importorskip("rt_utils")
 pytest.importorskip("highdicom")
 
 import SimpleITK as sitk  # noqa: E402
+from conftest import folder_digest  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
 from rtresponse.cli import main  # noqa: E402
 from rtresponse.errors import InputError  # noqa: E402
 
 LIBRARY = Path(__file__).resolve().parents[1] / "RadiotherapyResponse"
-
-
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 def _image(shape=(6, 32, 32), spacing=(2.0, 2.0, 3.0), origin=(-31.0, -29.0, 12.0), seed=0):
@@ -262,7 +254,7 @@ def test_export_dicom_references_the_planning_ct_and_reads_back(planning, capsys
     from rtresponse.dicom.series import read_series
 
     root, ct, gtv, subject = planning
-    before = _digest(root / "dicom")
+    before = folder_digest(root / "dicom")
     code = main(["export-dicom", "--mask", f"GTVp={root / 'gtv.nrrd'}", "--mask",
                  f"relapse={root / 'probability.nrrd'}", "--threshold", "0.5", "--mask",
                  f"SUVmax40={root / 'suvmax_pet_grid.nrrd'}", "--colour", "GTVp=255,0,0", "--ct", str(root / "dicom"),
@@ -270,7 +262,7 @@ def test_export_dicom_references_the_planning_ct_and_reads_back(planning, capsys
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "SUVmax40: resampled onto the CT grid" in captured.err
-    assert _digest(root / "dicom") == before
+    assert folder_digest(root / "dicom") == before
     [series] = index_folder(root / "dicom").series.values()
     volume = read_series(series, pixels=False)
     slice_of = {uid: k for k, uid in enumerate(volume.sop_uids)}
@@ -350,12 +342,12 @@ def test_bad_dicom_gives_one_message_per_patient(tmp_path, capsys):
     ds.PatientID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "ONLYRT", pydicom.uid.generate_uid(), \
         pydicom.uid.generate_uid()
     ds.save_as(tree / "ONLYRT" / "rs.dcm")
-    before = _digest(tree)
+    before = folder_digest(tree)
     code = main(["import-dicom", "--dicom", str(tree), "--roi", "GTVp=gtv_?p(rimary)?", "--out", str(tmp_path / "c"),
                  "--progress", "none"])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert _digest(tree) == before
+    assert folder_digest(tree) == before
     manifest = pd.read_csv(tmp_path / "c" / "manifest.csv", dtype=str)
     assert list(manifest["patient_id"]) == ["GOOD"]
     assert (tmp_path / "c" / "GOOD" / "GTVp.nrrd").is_file() and not (tmp_path / "c" / "MIXED").exists()

@@ -5,7 +5,6 @@ clinical tags arrive, and the manifest runs through ``features``, ``evaluate`` a
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ pytest.importorskip("pydicom")
 pytest.importorskip("rt_utils")
 
 import SimpleITK as sitk  # noqa: E402
+from conftest import folder_digest  # noqa: E402
 
 from rtresponse.cli import main  # noqa: E402
 
@@ -23,14 +23,6 @@ N_PATIENTS = 10
 ROI_RULES = ["--roi", r"GTVp=gtv[ _-]?p\b.*", "--optional-roi", r"GTVn=gtv[ _-]?n.*",
              "--optional-roi", "relapse=relapse.*"]
 SERIES_RULES = ["--modality-map", "CT=CT", "--modality-map", "PET=PT", "--modality-map", "T1=MR:T1"]
-
-
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +36,11 @@ def roundtrip(tmp_path_factory):
     original = pd.read_csv(manifest, dtype=str, keep_default_na=False).set_index("patient_id")
     extra = original[[c for c in original.columns if c.startswith("outcome_")] + ["clin_T_stage"]]
     extra.to_csv(root / "outcomes.csv")
-    before = _digest(root / "dicom")
+    before = folder_digest(root / "dicom")
     code = main(["import-dicom", "--dicom", str(root / "dicom"), "--out", str(root / "cohort"), *ROI_RULES,
                  *SERIES_RULES, "--clinical", str(root / "outcomes.csv"), "--progress", "none"])
     assert code == 0
-    assert _digest(root / "dicom") == before, "import-dicom changed its input"
+    assert folder_digest(root / "dicom") == before, "import-dicom changed its input"
     return root, manifest, root / "cohort" / "manifest.csv", tags
 
 

@@ -29,11 +29,8 @@ COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
 
 @pytest.fixture(autouse=True)
-def no_weight_caches(tmp_path, monkeypatch):
-    """The weights are found in the installed package, never in the user's folders or caches."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+def no_weight_caches(weights_only_here):
+    """The weights are found in the installed package, never in the user's folders or caches (conftest)."""
     deep2d.networks._cached.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -38,15 +38,8 @@ SMALL = dict(network="squeezenet", weights=None, input_size=32, epochs=12, learn
              keep="last")
 
 
-pytestmark = pytest.mark.usefixtures("torch_reproducible")  # seed 0, one thread, deterministic (conftest)
-
-
-@pytest.fixture(autouse=True)
-def no_weight_caches(tmp_path, monkeypatch):
-    """ImageNet weights are looked up only in this test's empty folders, never in the user's caches."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setenv("RTRESPONSE_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+# seed 0, one thread, deterministic; pretrained weights never from the user's caches (conftest)
+pytestmark = pytest.mark.usefixtures("torch_reproducible", "weights_only_here")
 
 
 def volume(shape=(5, 40, 50), spacing=(1.5, 2.0, 3.0), box=((1, 4), (12, 20), (36, 47))):
