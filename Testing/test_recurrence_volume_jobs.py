@@ -78,6 +78,17 @@ def test_input_problem_names_what_is_missing(scene):
     assert (empty.ctVolume, empty.petVolume, empty.gtvSegmentId, empty.relapseSegmentId) == (ct, pet, gtv, relapse)
 
 
+def test_a_pet_that_looks_like_bq_per_ml_is_named_in_the_summary(scene):
+    from rtresponse import mrml
+
+    ct, pet, segmentation, gtv, relapse = testdata.recurrenceScene(scene)
+    inputs = rv.RecurrenceInputs(ct, pet, segmentation, gtv)
+    assert "Warning" not in rv.summary(rv.makeOutputs(inputs))  # the test PET is in SUV
+    activity = mrml.image_to_volume_node(mrml.volume_node_to_image(pet) * 5000.0, "PET Bq/mL", scene)
+    summary = rv.summary(rv.makeOutputs(rv.RecurrenceInputs(ct, activity, segmentation, gtv)))
+    assert "Warning:" in summary and "PET Bq/mL" in summary and "Bq/mL" in summary.split("Warning:")[1]
+
+
 def test_epoch_events_become_curve_rows_and_columns():
     events = [{"event": "epoch", "stage": "training", "run": 0, "epoch": 1, "train_loss": 0.9,
                "validation_dice": 0.1, "lr": 0.1, "seconds": 2.0},

@@ -262,6 +262,8 @@ def summary(nodes) -> str:
         frame = mrml.table_node_to_dataframe(nodes.metrics)
         dice = ", ".join(f"{method} {value:.2f}" for method, value in frame["dice"].items())
         text += f"\nDice with the relapse: {dice} (table '{nodes.metrics.GetName()}')."
+    for warning in nodes.warnings:  # e.g. a PET that looks like Bq/mL, not SUV
+        text += f"\nWarning: {warning}"
     return text
 
 
