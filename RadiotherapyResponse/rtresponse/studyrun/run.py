@@ -28,6 +28,7 @@ from .steps import COMPUTED, FAILED, NOT_SUPPORTED, REUSED, SKIPPED, Step, StepC
 
 MARKER = ".rtresponse-study.json"
 RUN_RECORD = "run.json"
+REPORT_KEY = ".report-key"
 RUN_PROTOCOLS = ("bootstrap", "split")
 
 
@@ -165,6 +166,10 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
         if entry["kind"] == "deep2d":
             settings["weights"] = _resolved_weights(entry)
             settings["seed"] = seed
+            if Path(settings["weights"]).is_file():  # a weights file: a new file is a new key
+                settings["weights_file"] = file_fingerprint([settings["weights"]])
+        elif Path(str(entry["preset"])).is_file():  # a parameter file: its content is part of the key
+            settings["preset_sha256"] = sha256_file(entry["preset"])
 
         def make_features(folder: Path, entry=entry, settings=settings) -> dict:
             callback = bar(f"features {entry['name']}")
@@ -257,13 +262,40 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     result = StudyRun(out=out, study=study, steps=cache.steps)
     from .report import write_report
 
-    result.report = write_report(result, cohort, label_steps, feature_steps, clinical_sets, study_file=study_file,
-                                 log=log)
-    if study["report"]["scene"]:
-        result.scene = _write_scene(result, cohort, label_steps, log)
+    key = _report_key(result)
+    if _report_current(out, key):  # nothing the report shows changed: keep it (and the scene) as they are
+        log(f"report: unchanged ({out / 'report.html'})")
+        result.report = out / "report.html"
+        result.scene = out / "study.mrb" if (out / "study.mrb").is_file() else None
+    else:
+        (out / REPORT_KEY).unlink(missing_ok=True)
+        result.report = write_report(result, cohort, label_steps, feature_steps, clinical_sets, study_file=study_file,
+                                     log=log)
+        if study["report"]["scene"]:
+            result.scene = _write_scene(result, cohort, label_steps, log)
+        else:
+            (out / "study.mrb").unlink(missing_ok=True)
+        from ..atomic import write_text
+
+        write_text(out / REPORT_KEY, key + "\n")
     result.seconds = round(time.monotonic() - start, 3)
     _write_run_record(result)
     return result
+
+
+def _report_key(result: StudyRun) -> str:
+    """What the report and the scene show: the study's settings, every step's key and outcome, the packages."""
+    from ..provenance import package_versions
+    from .steps import step_key
+
+    steps = [(s.kind, s.name, s.key, s.status if s.status != REUSED else COMPUTED, s.message) for s in result.steps]
+    return step_key("report", result.study, {"steps": steps, "packages": package_versions()})
+
+
+def _report_current(out: Path, key: str) -> bool:
+    marker = out / REPORT_KEY
+    return (marker.is_file() and marker.read_text(encoding="utf-8").strip() == key
+            and (out / "report.html").is_file())
 
 
 def _write_scene(result: StudyRun, cohort, label_steps, log) -> Path | None:
