@@ -14,7 +14,7 @@ from typing import Annotated
 
 import slicer
 from RadiotherapyResponseLib import recurrencevolume as rv
-from RadiotherapyResponseLib import testdata, training
+from RadiotherapyResponseLib import dicomexport, testdata, training
 from RadiotherapyResponseLib.jobfolder import JobFolder
 from RadiotherapyResponseLib.jobpanel import JobPanel
 from RadiotherapyResponseLib.modulewidget import JobModuleWidget
@@ -37,6 +37,7 @@ OUTPUT_ATTRIBUTE, THRESHOLD_ATTRIBUTE = rv.OUTPUT_ATTRIBUTE, rv.THRESHOLD_ATTRIB
 DEFAULT_FRACTION_PERCENT = 38.0  # rtresponse.recurrence.PAPER_FRACTION in percent (checked by the self-test)
 TITLE = "Recurrence Volume"
 RUN_TIP = "Predict the relapse volume (with a model) and make the SUVmax-threshold and GTV baseline segments."
+EXPORT_TIP = "Write the result segments as an RTSTRUCT and a DICOM-SEG referencing the planning CT series."
 TRAIN_TIP = "Train the U-Net on the cohort in the background; the model then becomes this module's model."
 Cancelled = rv.Cancelled
 
@@ -70,7 +71,8 @@ class RecurrenceVolumeParameterNode:
     """Module state, saved with the scene: the images and segments (GTV required; brain left out of the SUVmax
     baseline; the observed relapse for the metrics), the model file (empty: baselines only), the SUVmax fraction,
     the probability threshold, the latest run's outputs, and the training options (manifest, epochs, runs,
-    learning rate, box "X Y Z", fine-tune the model file, output folder: empty for a new one in the models folder)."""
+    learning rate, box "X Y Z", fine-tune the model file, output folder: empty for a new one in the models folder);
+    the export to the planning system (the planning CT's DICOM folder, the output folder)."""
 
     ctVolume: vtkMRMLScalarVolumeNode
     petVolume: vtkMRMLScalarVolumeNode
@@ -94,6 +96,8 @@ class RecurrenceVolumeParameterNode:
     trainBox: str = ""
     trainFineTune: bool = False
     trainOutput: str = ""
+    dicomFolder: str = ""
+    exportFolder: str = ""
 
 
 class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -115,7 +119,7 @@ class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKO
         self.logic = RecurrenceVolumeLogic()
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.panel = JobPanel(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton,
-                              [self.ui.runButton, self.ui.trainButton], onChange=self.updateGUI)
+                              [self.ui.runButton, self.ui.trainButton, self.ui.exportButton], onChange=self.updateGUI)
 
         self.observeScene(slicer.mrmlScene)
         # The rest is bound through SlicerParameterName in the .ui; Slicer cannot bind a segment selector
@@ -129,17 +133,22 @@ class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKO
                              lambda segmentId, name=idParameter: self._setParameter(name, segmentId or ""))
         self._pathInputs = [(self.ui.modelPathLineEdit, "modelPath"),
                             (self.ui.trainManifestPathLineEdit, "trainManifest"),
-                            (self.ui.trainOutputPathLineEdit, "trainOutput")]
+                            (self.ui.trainOutputPathLineEdit, "trainOutput"),
+                            (self.ui.dicomFolderPathLineEdit, "dicomFolder"),
+                            (self.ui.exportFolderPathLineEdit, "exportFolder")]
         for lineEdit, parameter in self._pathInputs:
             lineEdit.connect("currentPathChanged(QString)", lambda path, name=parameter: self._setParameter(name, path))
         # The slider does not track (valueChanged only on release): each value re-thresholds the whole CT grid
         self.ui.thresholdSliderWidget.connect("valueChanged(double)", self.onThresholdChanged)
         self.ui.runButton.connect("clicked(bool)", self.onRunButton)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.initializeParameterNode()
 
     def guessInputs(self, parameterNode):
         rv.guessInputs(parameterNode, slicer.mrmlScene)
+        if not parameterNode.dicomFolder:  # a CT from the DICOM module: its series' folder in the database
+            parameterNode.dicomFolder = dicomexport.dicomSource(parameterNode.ctVolume)[0] or ""
 
     def updateGUI(self, *unused):
         """Follow the parameter node: segment selectors, paths, model card, device, Run and Train buttons."""
@@ -154,6 +163,12 @@ class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKO
         self.ui.deviceLabel.text = deviceText(hubSettings().device)
         self.showProblem(self.ui.runButton, rv.inputProblem(p), RUN_TIP, inStatus=True)
         self.showProblem(self.ui.trainButton, self.trainProblem(), TRAIN_TIP)
+        self.showProblem(self.ui.exportButton, dicomexport.exportProblem(
+            p.dicomFolder if p else "", p.outputSegmentation if p else None, self._resultSegments()), EXPORT_TIP)
+
+    def _resultSegments(self):
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        return list(segmentation.GetSegmentation().GetSegmentIDs()) if segmentation else []
 
     def trainProblem(self):
         p = self._parameterNode
@@ -236,6 +251,29 @@ class RecurrenceVolumeWidget(JobModuleWidget, ScriptedLoadableModuleWidget, VTKO
         model = os.path.join(out, rv.MODEL_FILE)
         self._setParameter("modelPath", model)
         return f"Trained: {model} is now the model file.\n{training.cardSummary(training.modelCard(model))}"
+
+
+    # --- the result segments back to the planning system: a background job
+
+    def onExportButton(self):
+        if not self._installed(DEPENDENCY_GROUPS + ["dicom"], "pydicom, rt-utils and highdicom are"):
+            return
+        p, segmentIds = self._parameterNode, self._resultSegments()
+        ctFolder, seriesUid = dicomexport.dicomSource(p.ctVolume)
+        seriesUid = seriesUid if ctFolder and os.path.samefile(ctFolder, p.dicomFolder) else None
+        folder, masks = self.exportToJobFolder("RecurrenceVolumeExport", lambda path: dicomexport.exportMasks(
+            path, p.outputSegmentation, segmentIds, p.ctVolume))
+        if folder is None:
+            return
+        out = p.exportFolder or str(training.defaultOutputFolder(hubSettings().models_folder, "DICOM"))
+        model = p.outputSegmentation.GetAttribute(rv.MODEL_ATTRIBUTE) or "none"
+        arguments = dicomexport.exportArguments(
+            p.dicomFolder, masks, out, seriesUid, algorithm=f"RadiotherapyResponse {TITLE} (model: {model})",
+            label="Recurrence", colours=dicomexport.segmentColours(p.outputSegmentation, segmentIds))
+        self.panel.start(arguments + (["--overwrite"] if p.exportFolder else []), "Writing RTSTRUCT and SEG...",
+                         lambda result: dicomexport.summary(out), folder=folder, scene=slicer.mrmlScene,
+                         onFailure=lambda result: slicer.util.errorDisplay(f"Export failed: {result.message}",
+                                                                           windowTitle=TITLE))
 
 
 class RecurrenceVolumeLogic(ScriptedLoadableModuleLogic):

@@ -63,7 +63,7 @@ def _import(args) -> int:
 def _parse_pairs(values, what: str, example: str) -> dict[str, str]:
     pairs = {}
     for text in values or []:
-        name, sep, value = text.partition("=")
+        name, sep, value = text.rpartition("=")  # the last '=': ROI names may hold one ("p >= 0.50")
         if not sep or not name.strip() or not value.strip():
             raise InputError(f"{what} '{text}': expected {example}")
         if name.strip() in pairs:

@@ -58,6 +58,12 @@ REQUIREMENTS = (
     Requirement("timm", "timm>=1.0,<2", "deep"),
     Requirement("monai", "monai>=1.4,<2", "deep"),
     Requirement("optuna", "optuna>=4,<6", "deep"),  # I3D head hyper-parameter search
+    # DICOM out to the planning system (as pyproject's [dicom]): pydicom reads, rt-utils writes RTSTRUCT (with
+    # OpenCV's contour tracer, below 4.12 for numpy 1.x), highdicom DICOM-SEG
+    Requirement("pydicom", "pydicom>=3.0.1,<4", "dicom"),
+    Requirement("highdicom", "highdicom>=0.23,<0.29", "dicom"),
+    Requirement("rt_utils", "rt-utils>=1.2.7,<2", "dicom"),
+    Requirement("cv2", "opencv-python>=4.8,<4.12", "dicom"),
 )
 GROUPS = tuple(dict.fromkeys(r.group for r in REQUIREMENTS))
 
