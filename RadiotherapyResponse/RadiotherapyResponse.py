@@ -25,7 +25,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 SETTINGS_KEYS = {"device": "RadiotherapyResponse/device", "weights_folder": "RadiotherapyResponse/weightsFolder",
-                 "workers": "RadiotherapyResponse/workers", "models_folder": "RadiotherapyResponse/modelsFolder"}
+                 "workers": "RadiotherapyResponse/workers", "models_folder": "RadiotherapyResponse/modelsFolder",
+                 "scheduler": "RadiotherapyResponse/scheduler"}  # jobs pass it on (RTRESPONSE_SCHEDULER)
 PYTORCH_EXTENSION_MISSING = ('PyTorch is installed through the "PyTorch" extension. Install it from the Extensions '
                              "Manager, restart Slicer and try again.")
 
@@ -111,6 +112,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.weightsFolderLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
         self.ui.workersSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
         self.ui.modelsFolderLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
+        self.ui.schedulerLineEdit.connect("editingFinished()", self.onSettingsChanged)
         self.ui.checkDependenciesButton.connect("clicked(bool)", self.onCheckDependencies)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.updateSettingsGUI()
@@ -186,6 +188,7 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.weightsFolderLineEdit.currentPath = settings.weights_folder
             self.ui.workersSpinBox.value = settings.workers
             self.ui.modelsFolderLineEdit.currentPath = settings.models_folder
+            self.ui.schedulerLineEdit.text = settings.scheduler
         finally:
             self._updatingSettingsGUI = False
 
@@ -199,7 +202,8 @@ class RadiotherapyResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 "device": self.ui.deviceComboBox.currentText,
                 "weights_folder": self.ui.weightsFolderLineEdit.currentPath,  # empty: default folder
                 "workers": self.ui.workersSpinBox.value,
-                "models_folder": self.ui.modelsFolderLineEdit.currentPath}))  # empty: default folder
+                "models_folder": self.ui.modelsFolderLineEdit.currentPath,  # empty: default folder
+                "scheduler": self.ui.schedulerLineEdit.text.strip()}))  # empty: this computer
 
     # Python packages
     def onCheckDependencies(self):

@@ -67,3 +67,23 @@ def test_cancel_from_the_gui_reports_cancelled_and_leaves_no_output(synthetic_co
     job.cancel()
     assert len(done) == 1 and done[0].state == "cancelled" and not timer.active
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jobs_started_in_slicer_follow_the_hubs_cluster_setting(monkeypatch):
+    """The hub's *Cluster* setting reaches every job as RTRESPONSE_SCHEDULER (the cohort commands' --scheduler
+    default); a job given its own environment, and any job outside Slicer, are left alone."""
+    import types
+
+    from rtresponse.settings import SCHEDULER_ENV, Settings
+    from RadiotherapyResponseLib.backgroundjob import hub_environment, job_environment
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    assert hub_environment() == {} and SCHEDULER_ENV not in job_environment()  # no hub module: outside Slicer
+    settings = Settings(scheduler="tcp://cluster.example:8786")
+    logic = types.SimpleNamespace(settings=lambda: settings)
+    monkeypatch.setitem(sys.modules, "RadiotherapyResponse",
+                        types.SimpleNamespace(RadiotherapyResponseLogic=lambda: logic))
+    assert job_environment()[SCHEDULER_ENV] == "tcp://cluster.example:8786"
+    assert SCHEDULER_ENV not in job_environment({"PATH": "/bin"})
+    settings = Settings(scheduler="")
+    assert job_environment()[SCHEDULER_ENV] == ""  # this computer

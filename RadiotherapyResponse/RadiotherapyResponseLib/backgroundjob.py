@@ -23,13 +23,24 @@ def slicer_python() -> str:
     return beside if os.path.isfile(beside) else sys.executable
 
 
+def hub_environment() -> dict:
+    """What the hub's settings tell a job through its environment (the cluster: ``RTRESPONSE_SCHEDULER``); {} when
+    the hub module is not loaded (outside Slicer)."""
+    hub = sys.modules.get("RadiotherapyResponse")
+    if hub is None or not hasattr(hub, "RadiotherapyResponseLogic"):
+        return {}
+    return hub.RadiotherapyResponseLogic().settings().job_environment()
+
+
 def job_environment(base: dict | None = None) -> dict:
-    """The child's environment: ``base`` (this process's), with the folder holding ``rtresponse`` first on
-    PYTHONPATH: inside Slicer the library is found through the module paths, which ``PythonSlicer`` does not
-    search."""
+    """The child's environment: ``base`` (default: this process's, with the hub's settings), with the folder
+    holding ``rtresponse`` first on PYTHONPATH: inside Slicer the library is found through the module paths, which
+    ``PythonSlicer`` does not search."""
     import rtresponse
 
     env = dict(os.environ if base is None else base)
+    if base is None:
+        env.update(hub_environment())
     library = os.path.dirname(os.path.dirname(os.path.abspath(rtresponse.__file__)))
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != library]
     env["PYTHONPATH"] = os.pathsep.join([library] + paths)
