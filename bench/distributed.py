@@ -111,6 +111,7 @@ def main() -> None:
                         seconds, result = _time(lambda: job(execution), args.repeats)
                         rows.append({"task": name, "execution": kind, "workers": workers, "seconds": seconds,
                                      "result": result})
+                        print(f"  {name}, {kind}, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
     print(f"median of {args.repeats} run(s) after a warm-up; LocalCluster start-up: "
           + ", ".join(f"{w} worker(s) {s:.1f} s" for w, s in startup.items()))
     print(f"{'task':<46} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'dask/local':>10} "
