@@ -124,3 +124,14 @@ def test_scene_holds_tables_charts_and_the_example_patient(study_run, tmp_path):
         assert name in scene_text, name
     assert any(n.endswith(".seg.nrrd") for n in names) and any(n.endswith(".nrrd") for n in names)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_report_renders_in_headless_chromium(study_run):
+    """A real browser draws every embedded image and every section (skipped without the Debian package chromium)."""
+    import browser_check
+
+    if browser_check.chromium() is None:
+        pytest.skip("no Chromium (apt-get install chromium)")
+    seen = browser_check.inspect(study_run.report)
+    assert browser_check.problems(seen, browser_check.SECTIONS + ("analysis-grid", "analysis-split")) == []
+    assert len(seen["images"]) >= 9 and all(image["width"] > 100 for image in seen["images"])

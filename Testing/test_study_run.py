@@ -104,6 +104,16 @@ def test_defaults_are_filled_and_every_field_is_documented():
         assert f"`{field}`" in docs, f"docs/study.md does not document {field}"
 
 
+def test_run_refuses_a_folder_that_is_not_a_study_folder(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.docx").write_text("mine")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(_minimal()))
+    assert main(["study", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "not an rtresponse study folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["thesis.docx"]
+
+
 # --- caching, changed settings, interruption ----------------------------------------------------------------------
 
 FIRSTORDER = {"setting": {"binWidth": 25}, "imageType": {"Original": {}}, "featureClass": {"firstorder": []}}

@@ -31,11 +31,12 @@ def _html_table(frame, digits: int = 3, max_rows: int = 60) -> dict:
     """{columns, rows, more} for the template (numbers rounded, missing shown empty)."""
     shown = frame.head(max_rows)
     rows = []
+    places = [1 if "percent" in str(column) else digits for column in shown.columns]
     for record in shown.itertuples(index=False):
         cells = []
-        for value in record:
+        for value, place in zip(record, places):
             if isinstance(value, float):
-                cells.append("" if math.isnan(value) else f"{value:.{digits}f}")
+                cells.append("" if math.isnan(value) else f"{value:.{place}f}")
             else:
                 cells.append("" if value is None else str(value))
         rows.append(cells)
