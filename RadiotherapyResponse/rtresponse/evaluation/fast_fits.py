@@ -117,6 +117,8 @@ def _ledoit_wolf(x):
     """sklearn.covariance.ledoit_wolf (not assuming centred data), without its input checks."""
     n, p = x.shape
     x = x - x.mean(axis=0)
+    if p == 1:  # scikit-learn's ledoit_wolf_shrinkage: no shrinkage of a single feature (delta is 0 there)
+        return (x.T @ x) / n
     x2 = x ** 2
     emp_cov_trace = x2.sum(axis=0) / n
     mu = emp_cov_trace.sum() / p
