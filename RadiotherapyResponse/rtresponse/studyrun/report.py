@@ -84,7 +84,10 @@ def _characteristics(cohort, labels: Mapping):
                 q1, median, q3 = np.nanpercentile(values.astype(float), [25, 50, 75])
                 summary = f"median {median:.4g} [IQR {q1:.4g}–{q3:.4g}]"
             else:
-                counts = values.dropna().astype(str).value_counts().sort_index()
+                present = values.dropna()
+                if pd.api.types.is_numeric_dtype(present) and (present == present.round()).all():
+                    present = present.astype(int)  # labels read back as 0.0/1.0 are shown as 0/1
+                counts = present.astype(str).value_counts().sort_index()
                 summary = "; ".join(f"{k}: {v} ({100 * v / max(1, len(values)):.0f}%)" for k, v in counts.items())
             rows.append({"variable": column, "kind": kind, "summary": summary, "missing": missing,
                          "missing_percent": round(100 * missing / max(1, len(values)), 1)})
