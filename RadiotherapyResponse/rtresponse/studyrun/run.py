@@ -58,6 +58,11 @@ def prepare_folder(out: Path, study: dict) -> None:
         raise InputError("--out holds files that are not an rtresponse study folder; choose a new or empty folder",
                          path=str(out))
     out.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    for item in out.iterdir():  # staging folders of a report an interrupted run was writing
+        if item.name.startswith(".") and item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
     if not os.access(out, os.W_OK | os.X_OK):
         raise InputError("no permission to write in the folder", path=str(out))
     from ..atomic import write_text

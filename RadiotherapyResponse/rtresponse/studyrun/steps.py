@@ -65,8 +65,18 @@ class StepCache:
     def __init__(self, root: str | Path, log: Callable[[str], None] = print):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_staging()
         self.log = log
         self.steps: list[Step] = []
+
+    def _remove_staging(self) -> None:
+        """Staging folders an interrupted or killed run left (``.<step>-*``): never a step, always safe to remove
+        (one run at a time per study folder)."""
+        import shutil
+
+        for item in self.root.iterdir():
+            if item.name.startswith(".") and item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
 
     def run(self, kind: str, name: str, settings: Mapping, inputs: Mapping,
             compute: Callable[[Path], dict | None]) -> Step:
