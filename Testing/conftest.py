@@ -80,6 +80,21 @@ def weights_only_here(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
 
 
+@pytest.fixture
+def fresh_deep2d_networks(weights_only_here):
+    """Deep-feature networks built anew in this test (no cached one with other weights), weights only from this
+    test's folders, torch on 2 threads (restored after: later modules' results depend on it)."""
+    torch = pytest.importorskip("torch")
+    from rtresponse.features.deep2d import networks
+
+    networks._cached.cache_clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+    networks._cached.cache_clear()
+
+
 def folder_digest(folder) -> str:
     """One SHA-256 of every file's relative path and bytes below ``folder`` (an input left unchanged keeps it)."""
     import hashlib

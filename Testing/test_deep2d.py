@@ -20,14 +20,7 @@ PAPER_NETWORKS = {"SqueezeNet", "GoogLeNet", "Inception-v3", "DenseNet-201", "Mo
                   "DarkNet-19", "DarkNet-53", "AlexNet"}
 
 
-@pytest.fixture(autouse=True)
-def no_weight_caches(weights_only_here):
-    """Weights are looked up only in this test's folders (conftest), never in the user's caches."""
-    deep2d.networks._cached.cache_clear()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)  # not left to the next module (their results depend on it)
+pytestmark = pytest.mark.usefixtures("fresh_deep2d_networks")  # weights never from the user's caches (conftest)
 
 
 def tumour_volume():

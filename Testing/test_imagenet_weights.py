@@ -28,15 +28,7 @@ CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
 
-@pytest.fixture(autouse=True)
-def no_weight_caches(weights_only_here):
-    """The weights are found in the installed package, never in the user's folders or caches (conftest)."""
-    deep2d.networks._cached.cache_clear()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-    deep2d.networks._cached.cache_clear()
+pytestmark = pytest.mark.usefixtures("fresh_deep2d_networks")  # weights never from the user's caches (conftest)
 
 
 @pytest.fixture(scope="module")
