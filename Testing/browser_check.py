@@ -62,7 +62,8 @@ def inspect(report: str | os.PathLike, timeout: float = 120) -> dict:
         probe = Path(folder) / "report.html"
         probe.write_text(html.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
         done = subprocess.run([browser, *_flags(), f"--user-data-dir={folder}/profile", "--virtual-time-budget=10000",
-                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=timeout)
+                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=timeout)
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', done.stdout, re.S)
     if not found:
         raise RuntimeError(f"Chromium printed no check (exit {done.returncode}): {done.stderr[-2000:]}")
@@ -90,7 +91,7 @@ def screenshot(report: str | os.PathLike, path: str | os.PathLike, width: int = 
     with tempfile.TemporaryDirectory(prefix="report-shot-") as folder:
         subprocess.run([browser, *_flags(), f"--user-data-dir={folder}/profile", f"--window-size={width},{height}",
                         f"--screenshot={path}", Path(report).resolve().as_uri()], capture_output=True, text=True,
-                       timeout=timeout, check=True)
+                       encoding="utf-8", errors="replace", timeout=timeout, check=True)
     return path
 
 

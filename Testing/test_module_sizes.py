@@ -3,13 +3,23 @@ function body of several statements shared by two module files (bench/module_siz
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import module_sizes  # noqa: E402
+
+def _load_bench(name: str):
+    """A bench script as a module, without putting bench/ on sys.path (bench/distributed.py would shadow Dask's
+    `distributed` package for every later test)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+module_sizes = _load_bench("module_sizes")
 
 MODULE_LINE_BUDGET = 400  # lines of a module file, its self-test included
 

@@ -138,7 +138,7 @@ def _study(folder: Path, manifest: Path, n_bootstrap: int = 10, bin_width: int =
 
 
 def _statuses(out: Path) -> dict:
-    record = json.loads((out / "run.json").read_text())
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
     return {f"{s['kind']}/{s['name']}": s["status"] for s in record["steps"]}
 
 
@@ -180,7 +180,8 @@ def test_an_interrupted_run_resumes_with_the_steps_it_had_finished(cohort, tmp_p
     study = _study(tmp_path, cohort)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "rtresponse", "study", "run", str(study), "--out", str(out), "--progress", "jsonl"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                             errors="replace", env=child_env())
     seen = []
     for line in child.stdout:
         event = json.loads(line)
@@ -211,7 +212,7 @@ def test_tanaka_from_study_init_to_the_report(cohort, tmp_path):
     pytest.importorskip("timm")
     path = tmp_path / "tanaka.yaml"
     assert main(["study", "init", "--method", "tanaka", "--out", str(path), "--manifest", str(cohort)]) == 0
-    data = yaml.safe_load(path.read_text())
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["analyses"][0].update(selectors=["wilcoxon"], classifiers=["lda", "nb"], k=3, n_bootstrap=10, forward=True)
     data["report"]["scene"] = False
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -222,5 +223,5 @@ def test_tanaka_from_study_init_to_the_report(cohort, tmp_path):
                         "features/handcrafted": "computed", "analysis/regression_grid": "computed"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="analysis-regression_grid"' in html and "efficientnet_lite0" in html
-    results = (out / "tables" / "regression_grid_results.csv").read_text()
+    results = (out / "tables" / "regression_grid_results.csv").read_text(encoding="utf-8")
     assert {"deep", "handcrafted", "clinical"} <= {line.split(",")[0] for line in results.splitlines()[1:]}

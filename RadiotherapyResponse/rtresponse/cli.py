@@ -69,7 +69,7 @@ def _demo(args) -> int:
                      analyses=not args.no_analyses, deep_weights=args.deep_weights)
     finally:
         progress.close()
-    print(result.summary.read_text(), end="")
+    print(result.summary.read_text(encoding="utf-8"), end="")
     print(f"wrote {result.scene}")
     return 0
 

@@ -156,7 +156,7 @@ class Execution:
         import yaml
 
         try:
-            config = yaml.safe_load(path.read_text()) or {}
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as error:
             raise InputError(f"not a readable cluster config ({str(error).splitlines()[0]})", path=str(path)) from None
         if not isinstance(config, dict):

@@ -62,8 +62,10 @@ class Job:
     def start(self) -> "Job":
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["PYTHONIOENCODING"] = "utf-8"  # the child writes UTF-8 whatever the locale; read as such below
         self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        bufsize=1, env=env, cwd=self.cwd, **_new_process_group())
+                                        encoding="utf-8", errors="replace", bufsize=1, env=env, cwd=self.cwd,
+                                        **_new_process_group())
         self._readers = [threading.Thread(target=self._read_events, daemon=True),
                          threading.Thread(target=self._read_errors, daemon=True)]
         for reader in self._readers:

@@ -66,7 +66,8 @@ def load_settings(settings: Settings = "pyradiomics-default") -> dict:
             raise InputError(f"'{text}' is neither a preset ({', '.join(list_presets())}) nor a parameter file")
         source = str(path)
         try:
-            loaded = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
+            content = path.read_text(encoding="utf-8")
+            loaded = json.loads(content) if path.suffix.lower() == ".json" else yaml.safe_load(content)
         except (yaml.YAMLError, json.JSONDecodeError) as error:
             raise InputError(f"not a valid parameter file ({str(error).splitlines()[0]})", path=source) from None
         params = loaded or {}

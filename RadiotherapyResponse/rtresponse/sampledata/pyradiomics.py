@@ -28,7 +28,7 @@ Runner = Callable[[Sequence[str]], None]
 
 
 def catalogue() -> dict:
-    return json.loads(resources.files("rtresponse").joinpath("data/pyradiomics_sample.json").read_text())
+    return json.loads(resources.files("rtresponse").joinpath("data/pyradiomics_sample.json").read_text(encoding="utf-8"))
 
 
 def sha256(path: str | os.PathLike) -> str:

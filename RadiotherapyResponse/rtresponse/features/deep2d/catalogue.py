@@ -46,7 +46,7 @@ class ModelSpec:
 
 
 def load_catalogue(path: str | Path = CATALOGUE) -> dict[str, ModelSpec]:
-    entries = json.loads(Path(path).read_text())["models"]
+    entries = json.loads(Path(path).read_text(encoding="utf-8"))["models"]
     return {entry["name"]: ModelSpec.from_dict(entry) for entry in entries}
 
 
