@@ -227,7 +227,8 @@ class Execution:
     def map(self, function: Callable, tasks: Sequence[tuple], *, shared: Mapping | None = None,
             order: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
             should_cancel: Callable[[], bool] | None = None, cancelled: str = "cancelled",
-            on_lost: Callable[[int, BaseException], Any] | None = None) -> list:
+            on_lost: Callable[[int, BaseException], Any] | None = None,
+            on_result: Callable[[int, Any], None] | None = None) -> list:
         """``[function(*task, **shared) for task in tasks]``, computed where this execution says.
 
         ``order``: the order to start tasks in (e.g. costliest first); results are in task order all the same.
@@ -235,6 +236,8 @@ class Execution:
         (True: the submitted tasks are cancelled and :class:`Cancelled` raised; Ctrl-C cancels them too).
         ``on_lost(index, error)``: the result to use for a task Dask gave up on (its worker died each time it
         ran it, ``KilledWorker``) instead of failing the run. A task's own exception is raised as it is.
+        ``on_result(index, result)`` is called here, in this process, as each task finishes (before ``progress``), so
+        a caller can keep finished results (a resumable run's progress file) before the others end.
         """
         tasks = list(tasks)
         shared = dict(shared or {})
@@ -243,7 +246,9 @@ class Execution:
             raise ValueError("order must be a permutation of the task numbers")
         results: list = [None] * len(tasks)
 
-        def finished(done: int) -> None:
+        def finished(done: int, index: int) -> None:
+            if on_result is not None:
+                on_result(index, results[index])
             if progress:
                 progress(done, len(tasks))
             if should_cancel is not None and should_cancel():
@@ -258,7 +263,7 @@ class Execution:
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(cancelled)
                 results[index] = function(*tasks[index], **shared)
-                finished(done)
+                finished(done, index)
         else:
             from joblib import Parallel, delayed
 
@@ -269,7 +274,7 @@ class Execution:
             try:
                 for done, (index, result) in enumerate(outputs, start=1):
                     results[index] = result
-                    finished(done)
+                    finished(done, index)
             finally:
                 outputs.close()  # Cancel / Ctrl-C: the tasks not yet started never start
         return results
@@ -304,7 +309,7 @@ class Execution:
                     got, result = index, on_lost(index, error)
                 results[got] = result
                 future.release()  # results stream back; nothing piles up on the workers
-                finished(done)
+                finished(done, got)
         except BaseException:
             client.cancel(futures + list(scattered.values()))
             raise

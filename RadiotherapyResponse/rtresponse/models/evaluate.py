@@ -49,11 +49,13 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, positive=None, test_size: float = 1 / 3,
              cv_folds: int = DEFAULT_FOLDS, split: tuple | None = None, random_state=0, n_jobs=None,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None, execution=None) -> Evaluation:
+             should_cancel: Callable[[], bool] | None = None, execution=None, cell_cache=None) -> Evaluation:
     """Evaluate every feature set (name -> DataFrame indexed by patient_id) against ``outcome`` (a Series).
 
     ``execution`` (bootstrap protocol): where the grid cells run (:mod:`rtresponse.execution`); one cluster
-    serves every feature set. The results do not depend on it.
+    serves every feature set. The results do not depend on it. ``cell_cache`` (bootstrap protocol): a
+    :class:`~rtresponse.models.cells.CellCache` keyed by this run's inputs and settings; the grid cells it holds are
+    taken from it, the others put into it as each finishes (a resumable run).
 
     Split protocol: ``test_size`` (fraction of patients), ``cv_folds`` (the training patients' folds that
     choose the model), ``split`` = (train positions, test positions) to fix the split.
@@ -82,7 +84,8 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
                 X = frame.loc[common]
                 grid = run_grid(X, data.y, selectors, classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward,
                                 random_state=random_state, n_jobs=n_jobs, progress=progress,
-                                should_cancel=should_cancel, execution=runner)
+                                should_cancel=should_cancel, execution=runner,
+                                cell_cache=None if cell_cache is None else cell_cache.view(name))
                 table = grid.table.assign(feature_set=name)
                 rows.append(table)
                 for record in table.to_dict("records"):

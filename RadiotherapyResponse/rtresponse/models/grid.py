@@ -112,7 +112,7 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
              k: int = 10, n_bootstrap: int = 1000, forward: bool = True, selection: str = "paper",
              undersample: int = 0, random_state=0, n_jobs=None,
              progress: Callable[[int, int], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None, execution=None) -> GridResult:
+             should_cancel: Callable[[], bool] | None = None, execution=None, cell_cache=None) -> GridResult:
     """Evaluate every selector x classifier on (X, y); returns a :class:`GridResult`.
 
     ``X`` is a DataFrame (columns = features, NaN allowed), ``y`` 0/1. The table has columns
@@ -121,6 +121,11 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
     processes, the costliest classifiers first; ``execution`` (:mod:`rtresponse.execution`: an ``Execution``,
     a dask ``Client`` or a scheduler setting) runs the cells there instead, the data sent to each worker once.
     The results depend on neither.
+
+    ``cell_cache`` (a resumable run, :class:`rtresponse.models.cells.CellCache`): an object with ``get(key)`` (a
+    finished cell's result, or None) and ``put(key, result)``, keys ``(subset, selector, classifier)``; cells it
+    has are not computed again, and each computed cell is put as soon as it finishes. It must belong to this
+    (X, y) and these settings (the caller keys it by them).
     """
     import pandas as pd
 
@@ -140,14 +145,14 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
     runner, owned = resolve(execution, 1 if n_jobs in (None, 1) else n_jobs)
     try:
         return _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample,
-                     random_state, n_jobs, progress, should_cancel)
+                     random_state, n_jobs, progress, should_cancel, cell_cache)
     finally:
         if owned:
             runner.close()
 
 
 def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample, random_state,
-          n_jobs, progress, should_cancel) -> GridResult:
+          n_jobs, progress, should_cancel, cell_cache=None) -> GridResult:
     import pandas as pd
 
     from ..evaluation.bootstrap import bootstrap_indices
@@ -169,7 +174,7 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
                 tasks.append((subset_number, selector_name, classifier_name,
                               (subset_number, selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
                                random_state, 1 if runner.parallel else n_jobs)))
-    results = _run_cells(tasks, runner, data, progress, should_cancel)
+    results = _run_cells(tasks, runner, data, progress, should_cancel, cell_cache)
     rows, per_bootstrap = [], {}
     for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
         rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
@@ -189,16 +194,26 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
                       indices=first_indices)
 
 
-def _run_cells(tasks: list, runner, data: list, progress, should_cancel) -> list:
-    """Results in task order; in parallel, the costliest cells are started first."""
+def _run_cells(tasks: list, runner, data: list, progress, should_cancel, cell_cache=None) -> list:
+    """Results in task order; in parallel, the costliest cells are started first. Cells ``cell_cache`` holds are
+    taken from it (and counted as done); the others are put into it as each finishes."""
     total = len(tasks)
+    keys = [task[:3] for task in tasks]  # (subset, selector, classifier)
+    results = [None if cell_cache is None else cell_cache.get(key) for key in keys]
+    todo = [i for i, result in enumerate(results) if result is None]
+    reused = total - len(todo)
     if progress:
-        progress(0, total)  # a job runner learns the count before the first (possibly long) cell ends
-    order = list(range(total))
+        progress(reused, total)  # a job runner learns the count before the first (possibly long) cell ends
+    order = list(range(len(todo)))
     if runner.parallel:
-        order.sort(key=lambda i: -_COST.get(tasks[i][2], 1.0))
-    return runner.map(_cell_task, [task[3] for task in tasks], shared={"subsets": data}, order=order,
-                      progress=progress, should_cancel=should_cancel, cancelled="grid evaluation cancelled")
+        order.sort(key=lambda i: -_COST.get(tasks[todo[i]][2], 1.0))
+    keep = None if cell_cache is None else (lambda i, result: cell_cache.put(keys[todo[i]], result))
+    computed = runner.map(_cell_task, [tasks[i][3] for i in todo], shared={"subsets": data}, order=order,
+                          progress=(lambda done, _: progress(reused + done, total)) if progress else None,
+                          should_cancel=should_cancel, cancelled="grid evaluation cancelled", on_result=keep)
+    for i, result in zip(todo, computed):
+        results[i] = result
+    return results
 
 
 def heatmap(table, path, value: str = "auc632plus", title: str = "0.632+ bootstrap AUC") -> None:
