@@ -112,3 +112,79 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
                                             "boost": f"mask_{boost} on image_{boost_image}"},
         treatment_days=f"clin_{days}", units=UNITS)
     return table
+
+
+def read_labels(path, patients=None) -> "pd.DataFrame":
+    """A labels CSV (``patient_id`` and one column per label, as ``rtresponse labels`` writes it) indexed by
+    patient_id: the outcomes ``evaluate --labels`` and ``study run`` take from it.
+
+    A ``status`` column, when there, blanks the labels of the rows whose status is not ``ok`` (excluded patients)
+    and is dropped. A patient with two rows, or (``patients``: the manifest's ids) one the manifest lacks, is an
+    InputError naming the file and the patient.
+    """
+    import os
+
+    from .inputs import ID_COLUMN, read_table
+
+    where = os.fspath(path)
+    frame = read_table(path, "labels file")
+    if ID_COLUMN not in frame.columns:
+        raise InputError(f"a labels file needs a {ID_COLUMN} column (it has {', '.join(map(str, frame.columns))})",
+                         path=where)
+    ids = frame[ID_COLUMN].astype(str).str.strip()
+    if ids.duplicated().any():
+        raise InputError("has more than one row in the labels file", patient=ids[ids.duplicated()].iloc[0], path=where)
+    frame = frame.drop(columns=ID_COLUMN).set_axis(ids.to_numpy(), axis=0).rename_axis(ID_COLUMN)
+    if patients is not None:
+        known = set(map(str, patients))
+        unknown = [pid for pid in frame.index if pid not in known]
+        if unknown:
+            more = f" ({len(unknown)} such patients)" if len(unknown) > 1 else ""
+            raise InputError(f"is in the labels file but not in the manifest{more}", patient=unknown[0], path=where)
+    if STATUS in frame.columns:
+        ok = frame[STATUS].astype(str) == "ok"
+        frame = frame.drop(columns=STATUS)
+        frame = frame.where(ok, axis=0)
+    if frame.shape[1] == 0:
+        raise InputError("the labels file has no label column besides patient_id and status", path=where)
+    return frame
+
+
+def merge_labels(outcomes: "pd.DataFrame", paths, source: str = "the manifest") -> "pd.DataFrame":
+    """The outcomes (index patient_id: the manifest's, ``cohort.outcomes()``) with each labels file's columns
+    (:func:`read_labels`) added; a patient a file does not label has none (NaN).
+
+    A label in the outcomes (or an earlier file) and a file with a different value for a patient is an
+    InputError naming the file, the patient and the label; where only one of them has a value, it is taken.
+    """
+    import os
+
+    merged = outcomes.copy()
+    merged.index = merged.index.astype(str)
+    origin = {column: source for column in merged.columns}
+    for path in paths or []:
+        labels = read_labels(path, patients=merged.index)
+        for column in labels.columns:
+            given = labels[column].reindex(merged.index)
+            if column in merged.columns:
+                have = merged[column]
+                for pid in merged.index[have.notna() & given.notna()]:
+                    if not _same(have[pid], given[pid]):
+                        raise InputError(f"label '{column}' is {_text(given[pid])} here but {_text(have[pid])} in "
+                                         f"{origin[column]}", patient=pid, path=os.fspath(path))
+                merged[column] = have.where(have.notna(), given)
+            else:
+                merged[column] = given
+                origin[column] = os.fspath(path)
+    return merged
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a).strip() == str(b).strip()
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)

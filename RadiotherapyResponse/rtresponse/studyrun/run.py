@@ -249,9 +249,10 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
                 else:
                     tables[n] = pd.read_csv(feature_steps[n].path / "features.csv", index_col="patient_id",
                                             dtype={"patient_id": str})
-            if analysis["outcome"] in label_steps:
-                labels = pd.read_csv(label_steps[analysis["outcome"]].path / "labels.csv", index_col="patient_id",
-                                     dtype={"patient_id": str})
+            if analysis["outcome"] in label_steps:  # read as `evaluate --labels` reads a labels file
+                from ..labels import read_labels
+
+                labels = read_labels(label_steps[analysis["outcome"]].path / "labels.csv")
                 outcome = labels["regression"].rename(analysis["outcome"])
             else:
                 outcome = outcome_columns[analysis["outcome"]]
