@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
     features.add_argument("--seed", type=options.SEED, default=0, help="random seed (of the perturbations; of deep2d random weights)")
     features.add_argument("--jobs", type=options.COUNT, default=1, help="patients in parallel (default 1)")
-    add_scheduler_option(features, "handcrafted: ")
+    add_scheduler_option(features)
     features.add_argument("--out", required=True, type=Path,
                           help="output CSV (deep2d also writes the z-score statistics to OUT.zscore.csv)")
     add_feature_options(features)

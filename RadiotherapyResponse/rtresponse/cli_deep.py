@@ -17,7 +17,7 @@ WEIGHT_CHOICES = "imagenet, random, or a weights file"
 DEEP_OPTIONS = ("model", "weights", "device", "batch_size", "amp", "top_k", "context", "size_mm", "level", "width",
                 "zscore_from", "no_zscore", "weights_folder")
 # handcrafted-only options of `features` (left out of a deep2d run's provenance)
-HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations", "jobs", "scheduler")
+HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations")
 IMPLAUSIBLE_RATE = 0.1  # a regression-rate threshold above 10 %/day (0.1 per day) is most likely a percentage
 GRADCAM_TABLE = "gradcam.csv"  # in the gradcam command's folder: patient_id, file, weights, status
 
@@ -94,7 +94,8 @@ def deep_features(args, progress) -> "tuple":
                            amp=args.amp, size_mm=args.size_mm, level=args.level, width=args.width,
                            context=args.context, top_k=args.top_k, seed=args.seed,
                            weights_folder=args.weights_folder, standardize=not args.no_zscore,
-                           statistics=statistics, progress=progress)
+                           statistics=statistics, progress=progress, n_jobs=args.jobs,
+                           execution=args.scheduler or None)
     label = str(table[WEIGHTS].iloc[0])
     if made_with and made_with != [label]:
         print(f"rtresponse: warning: the z-score statistics {args.zscore_from} were made with weights "

@@ -120,3 +120,30 @@ def autocast(device: str, amp: bool):
 
     half = torch.float16 if device == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
     return torch.autocast(device_type=device, dtype=half)
+
+
+TASK_TORCH_THREADS = 1  # torch threads of a cohort task's network passes, wherever it runs (see task_torch_threads)
+
+
+def task_torch_threads():
+    """Context: torch on :data:`TASK_TORCH_THREADS` intra-op threads, restored after.
+
+    A cohort task (a deep-feature chunk, an I3D patient, a recurrence or residual prediction) runs its network
+    passes under it, locally and on Dask workers alike: sums are then split the same way wherever the task runs
+    (1 and 2 threads differ by ~1e-7 in float32), so the numbers are identical. Parallelism comes from tasks
+    (``--jobs``, Dask workers), not from threads inside one.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def fixed():
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(TASK_TORCH_THREADS)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return fixed()

@@ -15,7 +15,7 @@ import numpy as np
 from ... import provenance
 from ...errors import Cancelled, InputError, RTResponseError
 from ...imaging import tumour_slices
-from ...settings import autocast, resolve_device
+from ...settings import TASK_TORCH_THREADS, autocast, resolve_device
 from .catalogue import PAPER_DEFAULT, model_spec
 from .networks import load_network, to_input, weights_provenance
 
@@ -127,23 +127,60 @@ def _patient_crops(cohort: "Cohort", pid: str, image: str, mask: str, options: d
     return [crop.pixels for crop in patient_slices(cohort, pid, image, mask, options)[1]]
 
 
+def patients_per_task(batch_size: int, top_k: int) -> int:
+    """Patients in one task of :func:`extract_cohort`: as many as fill one network batch (``batch_size`` slices,
+    ``top_k`` per patient). Fixed by the options alone, never by where the tasks run: a batch's composition changes
+    its outputs in the last float32 bits, so the same chunks everywhere give the same numbers."""
+    return max(1, int(batch_size) // max(1, int(top_k)))
+
+
+def _chunk_task(pids: list, *, cohort, image, mask, options, model, weights, device, amp, seed,
+                weights_folder) -> list:
+    """One task: [(patient id, status, features or None)] for consecutive patients, their slices one network batch.
+
+    The network is built once per process (:func:`load_network` keeps it), not sent with the task; its passes run
+    on a fixed torch thread count (:func:`rtresponse.settings.task_torch_threads`)."""
+    from ...settings import task_torch_threads
+
+    crops, found = [], []
+    for pid in pids:
+        try:
+            pixels = _patient_crops(cohort, pid, image, mask, options)
+        except InputError as error:
+            found.append((pid, str(error), None))
+            continue
+        found.append((pid, "ok", range(len(crops), len(crops) + len(pixels))))
+        crops.extend(pixels)
+    if not crops:
+        return found
+    with task_torch_threads():
+        outputs = network_outputs(crops, model, weights, device, amp, seed, weights_folder)
+    return [(pid, status, None if rows is None else outputs[list(rows)].mean(axis=0)) for pid, status, rows in found]
+
+
 def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", model: str = PAPER_DEFAULT,
                    weights: str | os.PathLike | None = "imagenet", device: str = "auto", batch_size: int = 16,
                    amp: bool = False, size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
                    context: str = "mask", top_k: int = 1, seed: int = 0, weights_folder=None,
                    standardize: bool = True, statistics: "pd.DataFrame | None" = None,
                    progress: Callable[[int, int], None] | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> "pd.DataFrame":
+                   should_cancel: Callable[[], bool] | None = None, n_jobs: int = 1,
+                   execution=None) -> "pd.DataFrame":
     """Deep features of every patient: one row per patient (index ``patient_id``) and a ``status`` column.
 
-    Patients are preprocessed one by one and sent to the network in batches of ``batch_size``
-    slices (on the GPU with ``device="auto"`` when there is one). A patient whose images fail
+    Patients are preprocessed and sent to the network in tasks of :func:`patients_per_task` consecutive
+    patients (``batch_size`` slices; on the GPU with ``device="auto"`` when there is one), each task's network
+    pass on one torch thread. ``n_jobs``: tasks in parallel (local processes); ``execution``: where the tasks run
+    instead (:mod:`rtresponse.execution`: an ``Execution``, a dask ``Client`` or a scheduler setting); each worker
+    builds the network once. The table is the same wherever the tasks run. A patient whose images fail
     keeps its row with the reason in ``status``. With ``standardize`` the features are z-scored
     over the cohort's successful patients (or with ``statistics`` from an earlier cohort); the
     statistics used are in ``result.attrs["zscore"]``. The ``weights`` column and
     ``result.attrs["provenance"]`` say how the table was made (see the module's docstring).
     """
     import pandas as pd
+
+    from ...execution import resolve
 
     spec = model_spec(model)
     check_columns(cohort, image, mask)
@@ -153,30 +190,32 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
     weights_record = weights_provenance(spec, weights, seed, weights_folder)
     options = dict(size_mm=size_mm, level=level, width=width, context=context, top_k=top_k)
     ids = cohort.patient_ids
+    size = patients_per_task(batch_size, top_k)
+    chunks = [ids[start:start + size] for start in range(0, len(ids), size)]
     rows: dict[str, np.ndarray] = {}
     status: dict[str, str] = {}
-    pending: list[tuple[str, np.ndarray]] = []
 
-    def flush():
-        outputs = network_outputs([crop for _, crop in pending], spec, weights, device, amp, seed, weights_folder)
-        for pid in dict.fromkeys(pid for pid, _ in pending):
-            rows[pid] = outputs[[i for i, (p, _) in enumerate(pending) if p == pid]].mean(axis=0)
-        pending.clear()
-
-    for done, pid in enumerate(ids, start=1):
-        try:
-            pending.extend((pid, crop) for crop in _patient_crops(cohort, pid, image, mask, options))
-            status[pid] = "ok"
-        except InputError as error:
-            status[pid] = str(error)
-        if len(pending) >= batch_size:
-            flush()
+    def patients_done(done: int, total: int) -> None:  # tasks finished -> patients, for the caller's progress
         if progress:
-            progress(done, len(ids))
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("deep feature extraction cancelled")
-    if pending:
-        flush()
+            progress(len(ids) if done == total else min(len(ids), done * size), len(ids))
+
+    runner, owned = resolve(execution, max(1, min(int(n_jobs or 1), len(chunks) or 1)))
+    try:
+        shared = dict(cohort=cohort, image=image, mask=mask, options=options, model=spec.name, weights=weights,
+                      device=device, amp=amp, seed=seed, weights_folder=weights_folder)
+        results = runner.map(_chunk_task, [(chunk,) for chunk in chunks], shared=shared, progress=patients_done,
+                             should_cancel=should_cancel, cancelled="deep feature extraction cancelled",
+                             on_lost=lambda i, error: [(pid, f"worker lost while extracting ({error})", None)
+                                                       for pid in chunks[i]])
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
+    for found in results:
+        for pid, message, values in found:
+            status[pid] = message
+            if values is not None:
+                rows[pid] = values
     names = feature_names(spec.name)
     table = pd.DataFrame([rows.get(pid, np.full(N_FEATURES, np.nan)) for pid in ids], columns=names,
                          index=pd.Index(ids, name="patient_id"))
@@ -199,7 +238,8 @@ def extract_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
         settings={"image": image, "mask": mask, "model": spec.name, "weights": weights, "seed": seed,
                   "device": device, "batch_size": batch_size, "amp": amp, "standardize": standardize},
         kind="deep2d", network=network_record(spec), weights=weights_record, preprocessing=options,
-        device=device_record(device), amp=amp, batch_size=batch_size, zscore=zscoring)
+        device=device_record(device), amp=amp, batch_size=batch_size, zscore=zscoring, execution=where,
+        tasks={"patients_per_task": size, "torch_threads": TASK_TORCH_THREADS})
     return table
 
 

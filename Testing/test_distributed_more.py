@@ -1,0 +1,65 @@
+"""The rest of the cohort work on a real dask.distributed LocalCluster (2 single-threaded worker processes): deep 2D
+and I3D features, labels, recurrence and residual prediction and the split protocol give exactly what one process
+gives, a failing patient keeps its row, and provenance says where the run went."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import copy_cohort
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
+
+
+@pytest.fixture(scope="module")
+def client():
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def cohort(synthetic_cohort, tmp_path_factory):
+    """The synthetic cohort (6 patients) with P002's GTVp file emptied (no segment left): its rows say so."""
+    from rtresponse.cohort import load_manifest
+    from rtresponse.imageio import write_image
+
+    manifest = copy_cohort(synthetic_cohort, tmp_path_factory.mktemp("distributed_more") / "cohort")
+    cohort = load_manifest(manifest)
+    gtv = cohort.read_mask("P002", "GTVp")
+    write_image(gtv * 0, cohort.resolve(cohort.table.at["P002", "mask_GTVp"]))
+    return load_manifest(manifest)
+
+
+def _where(table) -> dict:
+    return table.attrs["provenance"]["execution"]
+
+
+# ------------------------------------------------------------------ deep 2D features
+
+DEEP = dict(image="CT", mask="GTVp", model="resnet18", weights=None, device="cpu", batch_size=2, seed=0)
+
+
+def test_deep2d_features_on_the_cluster_equal_one_process(client, cohort):
+    pytest.importorskip("timm")
+    from rtresponse.features.deep2d import extract_cohort
+
+    one = extract_cohort(cohort, **DEEP)
+    reported = []
+    spread = extract_cohort(cohort, **DEEP, execution=client, progress=lambda done, total: reported.append((done, total)))
+    pd.testing.assert_frame_equal(one, spread)  # exactly: the same chunks, one torch thread per task everywhere
+    pd.testing.assert_frame_equal(one.attrs["zscore"], spread.attrs["zscore"])
+    assert one.at["P002", "status"].startswith("patient P002")  # isolated, as in one process
+    assert (one.drop(index="P002")["status"] == "ok").all()
+    assert reported[-1] == (6, 6) and len(reported) == 3  # 3 tasks of 2 patients
+    assert _where(one) == {"kind": "local", "workers": 1} and _where(spread)["kind"] == "dask"
+    assert one.attrs["provenance"]["tasks"] == {"patients_per_task": 2, "torch_threads": 1}
