@@ -257,7 +257,7 @@ def test_export_dicom_references_the_planning_ct_and_reads_back(planning, capsys
     before = folder_digest(root / "dicom")
     code = main(["export-dicom", "--mask", f"GTVp={root / 'gtv.nrrd'}", "--mask",
                  f"relapse={root / 'probability.nrrd'}", "--threshold", "0.5", "--mask",
-                 f"SUVmax40={root / 'suvmax_pet_grid.nrrd'}", "--colour", "GTVp=255,0,0", "--ct", str(root / "dicom"),
+                 f"SUVmax40={root / 'suvmax_pet_grid.nrrd'}", "--colour", "GTVp=255,0,0", "--image", str(root / "dicom"),
                  "--algorithm", "recurrence U-Net v1", "--out", str(root / "tps"), "--progress", "none"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -305,7 +305,7 @@ def test_export_dicom_references_the_planning_ct_and_reads_back(planning, capsys
 
 def test_export_then_import_gives_the_mask_back(planning):
     root, ct, gtv, _ = planning
-    assert main(["export-dicom", "--mask", f"GTVp={root / 'gtv.nrrd'}", "--ct", str(root / "dicom"), "--format",
+    assert main(["export-dicom", "--mask", f"GTVp={root / 'gtv.nrrd'}", "--image", str(root / "dicom"), "--format",
                  "rtstruct", "--out", str(root / "dicom" / "rt"), "--progress", "none"]) == 0
     assert main(["import-dicom", "--dicom", str(root / "dicom"), "--roi", "GTVp=gtvp", "--out", str(root / "cohort"),
                  "--progress", "none"]) == 0
@@ -369,7 +369,7 @@ def test_import_refusals_are_one_line(tmp_path, capsys):
         (["--dicom", str(tmp_path / "empty")], "no DICOM files found (1 other file(s)"),
         (["--dicom", str(tmp_path / "empty"), "--roi", "GTVp"], "--roi 'GTVp': expected NAME=REGEX"),
         (["--dicom", str(tmp_path / "empty"), "--roi", "GTVp=("], "is not a regular expression"),
-        (["--dicom", str(tmp_path / "empty"), "--modality-map", "X=US"], "MODALITY one of CT, MR, PT"),
+        (["--dicom", str(tmp_path / "empty"), "--image", "X=US"], "MODALITY one of CT, MR, PT"),
         (["--dicom", str(tmp_path / "empty"), "--roi", "CT=gtv"], "CT given to more than one"),
     ]
     for arguments, words in cases:

@@ -40,7 +40,7 @@ def test_problems_and_arguments(tmp_path):
     assert dicomexport.exportProblem(str(tmp_path), object(), ["s"]) is None
     assert dicomexport.exportArguments("ct", {"Predicted relapse (p >= 0.50)": "m1.nrrd"}, "out", "1.2.3",
                                        "model x", "Recurrence", {"Predicted relapse (p >= 0.50)": (1.0, 0.5, 0.0)}) == [
-        "export-dicom", "--ct", "ct", "--reference-series", "1.2.3", "--mask", "Predicted relapse (p >= 0.50)=m1.nrrd",
+        "export-dicom", "--image", "ct", "--reference-series", "1.2.3", "--mask", "Predicted relapse (p >= 0.50)=m1.nrrd",
         "--colour", "Predicted relapse (p >= 0.50)=255,128,0", "--algorithm", "model x", "--label", "Recurrence",
         "--out", "out"]
     assert dicomexport.dicomSource(None) == (None, None)  # outside Slicer: no DICOM database

@@ -22,7 +22,7 @@ from rtresponse.cli import main  # noqa: E402
 N_PATIENTS = 10
 ROI_RULES = ["--roi", r"GTVp=gtv[ _-]?p\b.*", "--optional-roi", r"GTVn=gtv[ _-]?n.*",
              "--optional-roi", "relapse=relapse.*"]
-SERIES_RULES = ["--modality-map", "CT=CT", "--modality-map", "PET=PT", "--modality-map", "T1=MR:T1"]
+SERIES_RULES = ["--image", "CT=CT", "--image", "PET=PT", "--image", "T1=MR:T1"]
 
 
 @pytest.fixture(scope="module")

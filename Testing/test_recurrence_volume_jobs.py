@@ -35,7 +35,7 @@ def training_cohort(tmp_path_factory):
 
 def test_predict_and_train_arguments(tmp_path):
     assert rv.predictArguments(tmp_path / "m.csv", tmp_path / "model.pt", "auto", 0.35, tmp_path / "out") == [
-        "recurrence", "predict", "--manifest", str(tmp_path / "m.csv"), "--ct", "CT", "--pet", "PET", "--gtv", "GTV",
+        "recurrence", "predict", "--manifest", str(tmp_path / "m.csv"), "--image", "CT", "PET", "--gtv", "GTV",
         "--model", str(tmp_path / "model.pt"), "--threshold", "0.35", "--device", "auto",
         "--out", str(tmp_path / "out")]
     assert rv.trainArguments("c.csv", "out", "cpu", 500, 5, 0.1) == [

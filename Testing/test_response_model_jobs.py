@@ -175,7 +175,7 @@ def test_i3d_train_arguments():
     assert i3djobs.trainArguments("c.csv", "response", "out", positive="0", clinicalFactors=["age", "hpv"],
                                   weights="random", weightsFolder="w", shape=(32, 32, 8), spacing=(1.5, 1.5, 3),
                                   trials=2, maxEpochs=30, device="cpu", overwrite=True) == [
-        "i3d", "train", "--manifest", "c.csv", "--outcome", "response", "--positive", "0", "--sequences", "T1", "T2",
+        "i3d", "train", "--manifest", "c.csv", "--outcome", "response", "--positive", "0", "--image", "T1", "T2",
         "--mask", "GTVp", "--clinical", "age", "hpv", "--weights", "random", "--weights-folder", "w",
         "--shape", "32", "32", "8", "--spacing", "1.5", "1.5", "3", "--trials", "2", "--epochs", "30",
         "--device", "cpu", "--seed", "0", "--overwrite", "--out", "out"]

@@ -61,7 +61,7 @@ def exportMasks(folder, segmentationNode, segmentIds, referenceVolume) -> dict:
 def exportArguments(ctFolder, masks: Mapping[str, object], out, seriesUid: str | None = None,
                     algorithm: str = "", label: str = "", colours: Mapping[str, tuple] | None = None) -> list[str]:
     """The ``rtresponse export-dicom`` command line (ROI names as the segments are named)."""
-    arguments = ["export-dicom", "--ct", str(ctFolder)]
+    arguments = ["export-dicom", "--image", str(ctFolder)]
     if seriesUid:
         arguments += ["--reference-series", str(seriesUid)]
     for name, path in masks.items():

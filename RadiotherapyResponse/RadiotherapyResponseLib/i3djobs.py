@@ -24,7 +24,7 @@ def trainArguments(manifest, outcome: str, out, positive: str = "", sequences: S
     arguments = ["i3d", "train", "--manifest", str(manifest), "--outcome", str(outcome)]
     if str(positive or "").strip():
         arguments += ["--positive", str(positive).strip()]
-    arguments += ["--sequences", *[str(s) for s in sequences], "--mask", str(mask)]
+    arguments += ["--image", *[str(s) for s in sequences], "--mask", str(mask)]
     if imageOnly:
         arguments += ["--no-clinical"]
     elif clinicalFactors:

@@ -124,7 +124,7 @@ def exportPatient(folder, inputs: RecurrenceInputs) -> Path:
 
 def predictArguments(manifest, model, device: str, threshold: float, out) -> list:
     """``rtresponse recurrence predict`` on the exported patient (the box is the model's own)."""
-    return ["recurrence", "predict", "--manifest", str(manifest), "--ct", CT, "--pet", PET, "--gtv", GTV,
+    return ["recurrence", "predict", "--manifest", str(manifest), "--image", CT, PET, "--gtv", GTV,
             "--model", str(model), "--threshold", f"{float(threshold):g}", "--device", str(device), "--out", str(out)]
 
 

@@ -281,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="handcrafted: preset name (ct-tanaka, mr-jeong, pyradiomics-default)")
     features.add_argument("--params", type=Path, help="handcrafted: a PyRadiomics parameter file (overrides --preset)")
     features.add_argument("--perturbations", type=options.COUNT_OR_ZERO, default=0,
-                          help="also extract on N perturbed masks per patient (long table for robustness/ICC)")
-    features.add_argument("--seed", type=options.SEED, default=0, help="random seed (of the perturbations; of deep2d random weights)")
+                          help="also extract on N perturbed masks per patient (long table for robustness/ICC; "
+                               "default 0: none)")
+    features.add_argument("--seed", type=options.SEED, default=0,
+                          help="random seed of the perturbations and of deep2d random weights (default 0)")
     features.add_argument("--jobs", type=options.COUNT, default=1, help="patients in parallel (default 1)")
     add_scheduler_option(features)
     features.add_argument("--out", required=True, type=Path,

@@ -31,7 +31,7 @@ def add_network_options(group) -> None:
     group.add_argument("--model", default="inception_resnet_v2",
                        help="network of the zoo (see `rtresponse weights list`; default inception_resnet_v2)")
     group.add_argument("--weights", default="imagenet",
-                       help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only)")
+                       help=f"{WEIGHT_CHOICES} (random: seeded random weights, for testing only; default imagenet)")
     group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto (GPU if any)")
     group.add_argument("--context", default="mask", choices=("mask", "keep"),
                        help="beyond the paper: 'keep' keeps the tissue around the GTV (default mask, as the paper)")
@@ -267,7 +267,8 @@ def add_commands(commands) -> None:
     labels.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     labels.add_argument("--initial", default="GTVp", help="mask name of the planning GTV (default GTVp)")
     labels.add_argument("--boost", default="GTVp_boost", help="mask name of the boost GTV (default GTVp_boost)")
-    labels.add_argument("--days", default="treatment_days", help="clinical column of treatment days before the boost")
+    labels.add_argument("--days", default="treatment_days",
+                        help="clinical column of treatment days before the boost (default treatment_days)")
     labels.add_argument("--image", default="CT", help="image of the planning GTV (default CT)")
     labels.add_argument("--threshold", type=options.RATE,
                         help="rate threshold as a fraction of the initial GTV per day, e.g. 0.01691 for 1.691 %%/day "

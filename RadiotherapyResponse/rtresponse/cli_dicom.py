@@ -19,7 +19,7 @@ def _import(args) -> int:
 
     rois = [parse_roi_rule(t, True) for t in args.roi or []] + \
         [parse_roi_rule(t, False) for t in args.optional_roi or []]
-    series = [parse_series_rule(t) for t in args.modality_map] if args.modality_map else None
+    series = [parse_series_rule(t) for t in args.image] if args.image else None
     clinical = None
     if args.clinical:
         clinical = read_table(args.clinical, "--clinical file", text=True)
@@ -100,7 +100,7 @@ def _export(args) -> int:
     unknown = sorted(set(colours) - set(masks))
     if unknown:
         raise InputError(f"--colour names {', '.join(unknown)}, which no --mask gives")
-    exported = export_masks(masks, args.ct, args.out, formats=args.format, colours=colours, algorithm=args.algorithm,
+    exported = export_masks(masks, args.image, args.out, formats=args.format, colours=colours, algorithm=args.algorithm,
                             series_uid=args.reference_series, label=args.label)
     provenance.note(args, "reference_ct", {"series_uid": exported.reference.series_uid,
                                            "frame_of_reference": exported.reference.frame_of_reference,
@@ -118,7 +118,7 @@ def add_commands(commands) -> None:
     importer = commands.add_parser(
         "import-dicom", help="a cohort (NRRD images, masks, manifest) from DICOM series and RTSTRUCT ROIs",
         description="Index a folder tree of DICOM files (any depth, any names) by patient, study and series; pick "
-                    "each patient's series by --modality-map rules; rasterise the RTSTRUCT ROIs that match --roi "
+                    "each patient's series by --image rules; rasterise the RTSTRUCT ROIs that match --roi "
                     "rules on their referenced series; convert PET to SUV. Writes OUT/<patient>/NAME.nrrd, "
                     "OUT/manifest.csv (image_, mask_ and clin_ age, sex, weight_kg, height_m columns), "
                     "OUT/report.csv (status, chosen series, notes per patient) and OUT/rois.csv (every ROI and "
@@ -131,7 +131,8 @@ def add_commands(commands) -> None:
                                "(repeatable), e.g. GTVp='gtv[ _-]?(p|t).*'")
     importer.add_argument("--optional-roi", action="append", metavar="NAME=REGEX",
                           help="as --roi, but a patient without it keeps an empty cell")
-    importer.add_argument("--modality-map", action="append", metavar="NAME=MODALITY[:REGEX]",
+    importer.add_argument(options.IMAGE, "--modality-map", dest="image", action=options.Spelled, collect="append",
+                          deprecated=["--modality-map"], metavar="NAME=MODALITY[:REGEX]",
                           help="image NAME: the series of MODALITY (CT, MR, PT) whose description matches REGEX "
                                "(repeatable; default CT=CT PET=PT MR=MR)")
     importer.add_argument("--suv", choices=SUV_CHOICES, default="bw",
@@ -155,16 +156,19 @@ def add_commands(commands) -> None:
     exporter.add_argument("--mask", required=True, action="append", metavar="NAME=FILE",
                           help="ROI NAME from FILE: a 0/1 mask, a .seg.nrrd (its segment NAME), or a probability "
                                "map with --threshold (repeatable)")
-    exporter.add_argument("--ct", required=True, type=Path, help="folder with the planning CT series (DICOM)")
+    exporter.add_argument(options.IMAGE, "--ct", dest="image", action=options.Spelled, deprecated=["--ct"],
+                          required=True, type=Path, metavar="DIR",
+                          help="folder with the planning CT series (DICOM) the masks are drawn on")
     exporter.add_argument("--reference-series", help="its Series Instance UID, when the folder holds several CTs")
     exporter.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS),
                           help="rtstruct, seg or both (default)")
     exporter.add_argument("--threshold", type=options.PROBABILITY,
                           help="voxels >= THRESHOLD of a probability map form the ROI")
     exporter.add_argument("--algorithm", default="",
-                          help="the generating model, recorded in the files (the ROIs are then AUTOMATIC)")
+                          help="the generating model, recorded in the files (the ROIs are then AUTOMATIC; default none: "
+                               "MANUAL)")
     exporter.add_argument("--colour", action="append", metavar="NAME=R,G,B", help="ROI display colour (0-255)")
-    exporter.add_argument("--label", default="rtresponse", help="structure set label and series description")
+    exporter.add_argument("--label", default="rtresponse", help="structure set label and series description (default rtresponse)")
     exporter.add_argument("--out", required=True, type=Path, help="output folder")
     exporter.set_defaults(func=_export)
     writes(exporter, Output("out", FOLDER))

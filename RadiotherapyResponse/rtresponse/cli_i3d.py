@@ -13,7 +13,7 @@ from .outputs import FILE, FOLDER, Output, writes
 def _volume_config(args):
     from .models.i3d.preprocess import VolumeConfig
 
-    return VolumeConfig(sequences=tuple(args.sequences), mask=args.mask, spacing_xyz=tuple(args.spacing),
+    return VolumeConfig(sequences=tuple(args.image), mask=args.mask, spacing_xyz=tuple(args.spacing),
                         shape_xyz=tuple(args.shape), margin_mm=args.margin, mode=args.mode)
 
 
@@ -127,12 +127,16 @@ def add_commands(commands) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     common.add_argument("--weights-folder", type=Path, help="where ImageNet weights files are looked up")
-    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="default auto (the GPU if there is one)")
 
     train = actions.add_parser("train", parents=[common], help="features, LASSO clinical factors, heads, test metrics")
     train.add_argument("--outcome", required=True, help="outcome name (manifest column outcome_<NAME>)")
     train.add_argument("--positive", help="the positive class (default 1; the paper: non-complete response)")
-    train.add_argument("--sequences", nargs="+", default=["T1", "T2"], help="MR image names (default T1 T2)")
+    train.add_argument(options.IMAGE, "--sequences", dest="image", action=options.Spelled, collect="extend",
+                       deprecated=["--sequences"], default=["T1", "T2"], metavar="NAME",
+                       help="MR image names, the sequences in channel order (`--image T1 --image T2` or "
+                            "`--image T1 T2`; default T1 T2)")
     train.add_argument("--mask", default="GTVp", help="tumour mask name (default GTVp)")
     train.add_argument("--mode", default="channels", choices=("channels", "streams"),
                        help="sequences as RGB channels of one pass, or one pass each (default channels)")
@@ -143,27 +147,28 @@ def add_commands(commands) -> None:
     train.add_argument("--margin", type=options.NON_NEGATIVE, default=10.0, help="margin around the tumour box in mm (default 10)")
     train.add_argument("--weights", default="imagenet",
                        help="backbone weights: imagenet (a local file, see `rtresponse weights where`), random, "
-                            "or a file")
-    train.add_argument("--augment-copies", type=options.COUNT_OR_ZERO, default=0, help="augmented feature copies per training patient")
+                            "or a file (default imagenet)")
+    train.add_argument("--augment-copies", type=options.COUNT_OR_ZERO, default=0, help="augmented feature copies per training patient (default 0)")
     train.add_argument("--clinical", nargs="*", help="clinical factors to choose from (default: all clin_ columns)")
     train.add_argument("--no-clinical", action="store_true", help="image-only model")
-    train.add_argument("--factors", type=options.COUNT_OR_ZERO, default=3, help="clinical factors kept by LASSO (paper 3)")
-    train.add_argument("--trials", type=options.COUNT_OR_ZERO, default=0, help="Optuna trials (paper 100; 0 = no search)")
-    train.add_argument("--sampler", default="random", choices=("random", "tpe"), help="Optuna sampler (paper random)")
-    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="Adam learning rate (paper 1e-3)")
-    train.add_argument("--batch-size", type=options.COUNT, default=8, help="(paper 8)")
+    train.add_argument("--factors", type=options.COUNT_OR_ZERO, default=3, help="clinical factors kept by LASSO (default 3, the paper)")
+    train.add_argument("--trials", type=options.COUNT_OR_ZERO, default=0, help="Optuna trials (default 0: no search; the paper 100)")
+    train.add_argument("--sampler", default="random", choices=("random", "tpe"), help="Optuna sampler (default random, the paper)")
+    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="Adam learning rate (default 1e-3, the paper)")
+    train.add_argument("--batch-size", type=options.COUNT, default=8, help="patients per batch (default 8, the paper)")
     train.add_argument("--hidden", type=options.COUNT, default=256, help="units of the fusion layer (default 256)")
     train.add_argument("--clinical-hidden", type=options.COUNT, default=64, help="units of the clinical branch (default 64)")
-    train.add_argument("--dropout", type=options.number(0, 1, high_open=True), default=0.0)
+    train.add_argument("--dropout", type=options.number(0, 1, high_open=True), default=0.0,
+                       help="dropout before the output layer (default 0)")
     train.add_argument("--epochs", type=options.COUNT, default=300, help="maximum epochs (default 300)")
     train.add_argument("--patience", type=options.COUNT, default=30, help="early-stopping patience in epochs (default 30)")
     train.add_argument("--test-size", type=options.FRACTION, default=1 / 3, help="test fraction (default 1/3)")
-    train.add_argument("--validation-size", type=options.FRACTION, default=0.2, help="validation fraction of the rest")
+    train.add_argument("--validation-size", type=options.FRACTION, default=0.2, help="validation fraction of the rest (default 0.2)")
     train.add_argument("--handcrafted", type=Path,
                        help="handcrafted feature CSV: also fit the paper's HCR SVM on the same split and compare "
                             "(DeLong, NRI, IDI)")
     train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision for the backbone")
-    train.add_argument("--seed", type=options.SEED, default=0)
+    train.add_argument("--seed", type=options.SEED, default=0, help="seed of the split and training (default 0)")
     train.add_argument("--out", required=True, type=Path, help="output folder")
     train.set_defaults(func=_train)
     writes(train, Output("out", FOLDER, keep=("i3d_features.npz",)))

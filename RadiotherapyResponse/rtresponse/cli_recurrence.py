@@ -17,6 +17,7 @@ def _cohort_and_split(args):
     from .cohort import load_manifest
     from .recurrence.study import patients_with_mask, split_patients
 
+    _ct_pet(args)  # before any reading: two image names
     cohort = load_manifest(args.manifest)
     if getattr(args, "split", None):
         table = read_table(args.split, "the split file", text=True)
@@ -40,13 +41,22 @@ def _box(args, settings: dict | None = None) -> tuple:
     return tuple(args.box or (settings or {}).get("box_xyz") or DEFAULT_BOX)
 
 
+def _ct_pet(args) -> tuple[str, str]:
+    """The CT and PET image names of ``--image`` (the CT first)."""
+    if len(args.image) != 2:
+        raise RTResponseError(f"give two --image names, the CT then the PET (got {len(args.image)}: "
+                              f"{' '.join(args.image)})")
+    return args.image[0], args.image[1]
+
+
 def _samples(args, cohort, ids, what, label: str | None = "", box=None):
     from .cli import _Progress
     from .recurrence.study import load_samples
 
+    ct, pet = _ct_pet(args)
     progress = _Progress(f"preparing {what} patients")
     try:
-        samples, failures = load_samples(cohort, ids, args.ct, args.pet, args.gtv,
+        samples, failures = load_samples(cohort, ids, ct, pet, args.gtv,
                                          args.relapse if label == "" else label, args.brain, box or _box(args),
                                          progress)
     finally:
@@ -222,6 +232,7 @@ def _predict(args) -> int:
 
     from . import provenance
 
+    _ct_pet(args)
     cohort = load_manifest(args.manifest)
     device = resolve_device(args.device)
     network, settings = load_model(args.model, device)
@@ -231,7 +242,7 @@ def _predict(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for sample in _samples(args, cohort, ids, "prediction", label=None, box=_box(args, settings)):
         [probability] = predict_boxes(network, [sample], device)
-        ct = cohort.read_image(sample.patient_id, args.ct)
+        ct = cohort.read_image(sample.patient_id, _ct_pet(args)[0])
         image = prediction_to_image(probability.astype(np.float32), sample, ct)
         write_image(image, args.out / f"{sample.patient_id}_probability.nrrd")
         write_image(sitk.Cast(image >= args.threshold, sitk.sitkUInt8), args.out / f"{sample.patient_id}_relapse.nrrd")
@@ -240,6 +251,7 @@ def _predict(args) -> int:
 
 
 DEFAULT_BOX = (160, 224, 128)
+DEFAULT_IMAGES = ("CT", "PET")  # --image: the CT, then the PET
 
 
 def add_commands(commands) -> None:
@@ -251,8 +263,12 @@ def add_commands(commands) -> None:
     actions = recurrence.add_subparsers(dest="action", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
-    common.add_argument("--ct", default="CT", help="CT image name (default CT)")
-    common.add_argument("--pet", default="PET", help="PET image name (default PET)")
+    common.add_argument(options.IMAGE, dest="image", action=options.Spelled, collect="extend", metavar="NAME",
+                        default=list(DEFAULT_IMAGES),
+                        help="the CT image name, then the PET's (`--image CT --image PET` or `--image CT PET`; "
+                             "default CT PET)")
+    common.add_argument("--ct", dest="image", action=options.ImageAt, position=0, instead="--image CT_NAME PET_NAME")
+    common.add_argument("--pet", dest="image", action=options.ImageAt, position=1, instead="--image CT_NAME PET_NAME")
     common.add_argument("--gtv", default="GTVp", help="GTV mask name (default GTVp); the box is centred on it")
     common.add_argument("--relapse", default="relapse",
                         help="label mask name (default relapse; a GTV name pre-trains on tumour segmentation)")
@@ -260,17 +276,18 @@ def add_commands(commands) -> None:
     common.add_argument("--box", type=options.COUNT, nargs=3, metavar=("X", "Y", "Z"),
                         help="box in voxels, sides divisible by 16 (default: the model's, else 160 224 128, the paper's)")
     common.add_argument("--seed", type=options.SEED, default=0, help="seed of the split and the runs (default 0)")
-    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="default auto (the GPU if there is one)")
     common.add_argument("--out", required=True, type=Path, help="output folder")
 
     train = actions.add_parser("train", parents=[common], help="train the U-Net (best of --runs on validation)")
     train.add_argument("--epochs", type=options.COUNT, default=500, help="maximum epochs per run (default 500)")
-    train.add_argument("--runs", type=options.COUNT, default=5, help="runs from different seeds, best kept (paper 5)")
-    train.add_argument("--lr", type=options.POSITIVE, default=0.1, help="Adam learning rate (paper 0.1)")
-    train.add_argument("--lr-factor", type=options.FRACTION, default=0.05, help="plateau reduction factor (paper 0.05)")
-    train.add_argument("--lr-patience", type=options.COUNT_OR_ZERO, default=10, help="plateau patience in epochs (paper 10)")
-    train.add_argument("--patience", type=options.COUNT, default=60, help="early-stopping patience in epochs (paper 60)")
-    train.add_argument("--batch-size", type=options.COUNT, default=2, help="(paper 2)")
+    train.add_argument("--runs", type=options.COUNT, default=5, help="runs from different seeds, best kept (default 5, the paper)")
+    train.add_argument("--lr", type=options.POSITIVE, default=0.1, help="Adam learning rate (default 0.1, the paper)")
+    train.add_argument("--lr-factor", type=options.FRACTION, default=0.05, help="plateau reduction factor (default 0.05, the paper)")
+    train.add_argument("--lr-patience", type=options.COUNT_OR_ZERO, default=10, help="plateau patience in epochs (default 10, the paper)")
+    train.add_argument("--patience", type=options.COUNT, default=60, help="early-stopping patience in epochs (default 60, the paper)")
+    train.add_argument("--batch-size", type=options.COUNT, default=2, help="patients per batch (default 2, the paper)")
     train.add_argument("--init", type=Path, help="fine-tune: start from this model (e.g. one trained on the GTV)")
     train.add_argument("--amp", action="store_true", help="bfloat16 mixed precision")
     train.add_argument("--compile", action="store_true", help="torch.compile the network (GPU)")
@@ -284,13 +301,15 @@ def add_commands(commands) -> None:
         action.add_argument("--fraction", type=options.number(0, 1, low_open=True), help="SUVmax fraction (default: the validation sweep)")
         if name == "evaluate":
             action.add_argument("--model", type=Path, help="model.pt written by train (omit: baselines only)")
-            action.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="CNN probability threshold")
+            action.add_argument("--threshold", type=options.PROBABILITY, default=0.5,
+                                help="CNN probability threshold (default 0.5)")
         action.set_defaults(func=func)
         writes(action, Output("out", FOLDER))
 
     predict = actions.add_parser("predict", parents=[common], help="probability map and relapse mask per patient")
     predict.add_argument("--model", required=True, type=Path, help="model.pt written by train")
     predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
-    predict.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="probability threshold of the mask")
+    predict.add_argument("--threshold", type=options.PROBABILITY, default=0.5,
+                         help="probability threshold of the mask (default 0.5)")
     predict.set_defaults(func=_predict)
     writes(predict, Output("out", FOLDER))

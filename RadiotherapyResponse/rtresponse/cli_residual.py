@@ -407,7 +407,8 @@ def add_commands(commands) -> None:
                     "and the lightest regimen predicted to leave no residual tumour (CCRT, IC+CCRT or IBT).")
     actions = residual.add_subparsers(dest="action", metavar="ACTION", required=True)
     device = argparse.ArgumentParser(add_help=False)
-    device.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    device.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="default auto (the GPU if there is one)")
     device.add_argument("--weights-folder", type=Path, help="where ImageNet weights are looked for "
                                                             "(default $RTRESPONSE_WEIGHTS or the user cache)")
     cohort = argparse.ArgumentParser(add_help=False)
@@ -420,16 +421,18 @@ def add_commands(commands) -> None:
 
     segment = actions.add_parser("segmenter", parents=[cohort, device],
                                  help="train U-Net and DeepLabv3 on MR slices, keep the better (validation Dice)")
-    segment.add_argument("--architectures", nargs="+", default=["unet", "deeplabv3"], choices=("unet", "deeplabv3"))
+    segment.add_argument("--architectures", nargs="+", default=["unet", "deeplabv3"], choices=("unet", "deeplabv3"),
+                         help="the architectures compared (default both)")
     segment.add_argument("--weights", default="imagenet",
-                         help="DeepLabv3's ResNet-50 backbone: imagenet (local file), random, or a FILE")
-    segment.add_argument("--epochs", type=options.COUNT, default=20, help="(paper 20)")
+                         help="DeepLabv3's ResNet-50 backbone: imagenet (local file), random, or a FILE "
+                              "(default imagenet)")
+    segment.add_argument("--epochs", type=options.COUNT, default=20, help="epochs (default 20, the paper)")
     segment.add_argument("--keep", choices=("best", "last"), default="best",
                          help="the epoch kept and reported: best validation Dice (default) or the last (the paper)")
-    segment.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
-    segment.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="RMSprop learning rate (paper 0.001)")
+    segment.add_argument("--batch-size", type=options.COUNT, default=32, help="slices per batch (default 32, the paper)")
+    segment.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="RMSprop learning rate (default 0.001, the paper)")
     segment.add_argument("--input-size", type=options.COUNT, default=256, help="slices resized to this square (default 256)")
-    segment.add_argument("--negatives", type=options.NON_NEGATIVE, default=0.25, help="tumour-free slices per tumour slice")
+    segment.add_argument("--negatives", type=options.NON_NEGATIVE, default=0.25, help="tumour-free slices per tumour slice (default 0.25)")
     segment.add_argument("--unet-features", type=options.COUNT, nargs=6, default=list(UNET_FEATURES), metavar="N",
                          help=f"U-Net feature counts (default {' '.join(map(str, UNET_FEATURES))})")
     segment.add_argument("--out", required=True, type=Path, help="output folder")
@@ -446,23 +449,25 @@ def add_commands(commands) -> None:
                        help="catalogue network(s), or 'paper' for efficientnet_b0 inception_resnet_v2 resnet50 "
                             "xception (default xception); with several, the best on the test patients is kept")
     train.add_argument("--weights", default="imagenet", help="imagenet (local files; never a silent fallback), "
-                                                             "random, or a FILE")
-    train.add_argument("--epochs", type=options.COUNT, default=40, help="(paper 40)")
+                                                             "random, or a FILE (default imagenet)")
+    train.add_argument("--epochs", type=options.COUNT, default=40, help="epochs (default 40, the paper)")
     train.add_argument("--keep", choices=("best", "last"), default="best",
                        help="the epoch kept and reported: the lowest loss on validation patients held out of the "
                             "training patients (default) or the last (the paper)")
     train.add_argument("--validation-fraction", type=options.FRACTION,
                        help="share of each regimen's training patients held out, per outcome, to choose the epoch "
                             "(default 0.2 with --keep best; none with --keep last, as the paper)")
-    train.add_argument("--batch-size", type=options.COUNT, default=32, help="(paper 32)")
-    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="SGD learning rate (paper 0.001)")
-    train.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.9)
+    train.add_argument("--batch-size", type=options.COUNT, default=32, help="slices per batch (default 32, the paper)")
+    train.add_argument("--lr", type=options.POSITIVE, default=1e-3, help="SGD learning rate (default 0.001, the paper)")
+    train.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.9,
+                       help="SGD momentum (default 0.9)")
     train.add_argument("--input-size", type=options.COUNT, help="crop size in pixels (default: the network's, 299 or 224)")
     train.add_argument("--unit", choices=("image", "patient"), default="image",
-                       help="train on slices labelled by their patient (image) or on the patient's mean (patient)")
+                       help="train on slices labelled by their patient (image, the default) or on the patient's mean "
+                            "(patient)")
     train.add_argument("--flip", action="store_true", help="random left-right flips (not in the paper)")
     train.add_argument("--margin", type=options.NON_NEGATIVE, default=10.0, help="mm around the tumour's rectangle (default 10)")
-    train.add_argument("--min-pixels", type=options.COUNT_OR_ZERO, default=10, help="smallest tumour area of a slice used (pixels)")
+    train.add_argument("--min-pixels", type=options.COUNT_OR_ZERO, default=10, help="smallest tumour area of a slice used, in pixels (default 10)")
     train.add_argument("--threshold", type=options.PROBABILITY, default=0.5, help="probability for 'residual' (default 0.5)")
     train.add_argument("--counterfactual", nargs=2, metavar=("CCRT_OUTCOME", "IC_CCRT_OUTCOME"),
                        help="synthetic cohorts: outcome names under each regimen, to score both models on every "
@@ -479,11 +484,11 @@ def add_commands(commands) -> None:
     predict.add_argument("--manifest", type=Path, help="cohort manifest CSV")
     predict.add_argument("--image", default="T1", help="manifest: MR image name (default T1)")
     predict.add_argument("--mask", default="GTVp", help="manifest: mask name (GTVp+GTVn: union); .seg.nrrd file: "
-                                                        "segment name")
+                                                        "segment name (default GTVp)")
     predict.add_argument("--patients", nargs="+", help="manifest: patient ids (default all)")
     predict.add_argument("--image-file", type=Path, help="one patient: the MR image file")
     predict.add_argument("--mask-file", type=Path, help="one patient: the tumour mask file (omit with --segmenter)")
-    predict.add_argument("--patient-id", default="patient", help="one patient: the id written in the table")
+    predict.add_argument("--patient-id", default="patient", help="one patient: the id written in the table (default patient)")
     predict.add_argument("--gradcam", type=Path, help="also write Grad-CAM images (MR grid) into this folder")
     predict.add_argument("--details", type=Path, help="also write, per patient, the probabilities of each tumour slice "
                                                       "(ID_slices.csv) and the tumour mask used (ID_tumour.nrrd: the "
@@ -499,8 +504,8 @@ def add_commands(commands) -> None:
                            help="CSV with patient_id, residual_CCRT, residual_IC_CCRT (train's test_predictions.csv "
                                 "or predict's output)")
     recommend.add_argument("--manifest", required=True, type=Path, help="manifest with the regimen and outcome")
-    recommend.add_argument("--regimen", default="regimen", help="clinical column NAME of the regimen received")
-    recommend.add_argument("--outcome", default="residual", help="outcome NAME of the regimen received")
+    recommend.add_argument("--regimen", default="regimen", help="clinical column NAME of the regimen received (default regimen)")
+    recommend.add_argument("--outcome", default="residual", help="outcome NAME of the regimen received (default residual)")
     recommend.add_argument("--split", type=Path, help="split.csv from train: judge its test patients only")
     recommend.add_argument("--yates", action="store_true", help="continuity-corrected chi-square")
     recommend.add_argument("--out", required=True, type=Path, help="output folder")

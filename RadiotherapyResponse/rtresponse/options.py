@@ -8,14 +8,95 @@ Each factory returns an argparse ``type``: ``integer(1)`` is a whole number >= 1
 from __future__ import annotations
 
 import argparse
+import copy
 import math
+import sys
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, leaving out the deprecated spellings of an option (they still work)."""
+
+    def _format_action_invocation(self, action):
+        hidden = getattr(action, "deprecated", ())
+        if hidden and action.option_strings:
+            action = copy.copy(action)
+            action.option_strings = [s for s in action.option_strings if s not in hidden]
+        return super()._format_action_invocation(action)
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line ``rtresponse: error: ...`` (exit code 2), like every other error."""
+    """An ArgumentParser whose errors are one line ``rtresponse: error: ...`` (exit code 2), like every other error;
+    its help leaves out deprecated spellings (:class:`Spelled`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"rtresponse: error: {message} (see `{self.prog} --help`)\n")
+
+
+# --- one option style across commands: old spellings keep working, with a note ---------------------------------------
+
+IMAGE = "--image"  # every command chooses its image(s) with --image (tests check that no command spells it otherwise)
+
+
+def note_deprecated(parser, old: str, new: str) -> None:
+    """One line on stderr, once per command line: ``rtresponse: note: --ct is deprecated; use --image ...``."""
+    noted = parser.__dict__.setdefault("_deprecated_noted", set())
+    if old not in noted:
+        noted.add(old)
+        print(f"rtresponse: note: {old} is deprecated (it still works); use {new}", file=sys.stderr)
+
+
+class Spelled(argparse.Action):
+    """An option with deprecated spellings among its ``option_strings`` (``deprecated``: they work as the option,
+    print a note naming ``instead``, and are left out of the help).
+
+    ``collect``: ``store`` (the value), ``append`` (one value per use) or ``extend`` (several per use, in order);
+    a list default is replaced by the first use, not extended (argparse's own append would keep the default's items).
+    """
+
+    def __init__(self, option_strings, dest, deprecated=(), instead: str | None = None, collect: str = "store",
+                 **kwargs):
+        if collect not in ("store", "append", "extend"):
+            raise ValueError(f"collect must be store, append or extend, got {collect}")
+        if collect == "extend":
+            kwargs.setdefault("nargs", "+")
+        self.deprecated, self.collect = tuple(deprecated), collect
+        self.instead = instead or option_strings[0]
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.deprecated:
+            note_deprecated(parser, option_string, self.instead)
+        if self.collect == "store":
+            setattr(namespace, self.dest, values)
+            return
+        current = getattr(namespace, self.dest, None)
+        found = [] if current is None or current is self.default else list(current)
+        found += list(values) if self.collect == "extend" else [values]
+        setattr(namespace, self.dest, found)
+
+
+class ImageAt(argparse.Action):
+    """A deprecated spelling naming one image of a ``--image`` list by its place (``recurrence``'s ``--ct`` is the
+    first image, ``--pet`` the second); hidden from the help, with a note when used."""
+
+    def __init__(self, option_strings, dest, position: int = 0, instead: str = IMAGE, **kwargs):
+        self.position, self.instead = position, instead
+        kwargs.update(help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.deprecated = tuple(option_strings)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        note_deprecated(parser, option_string, self.instead)
+        names = list(getattr(namespace, self.dest, None) or [])
+        if self.position < len(names):
+            names[self.position] = values
+        else:
+            names.append(values)
+        setattr(namespace, self.dest, names)
 
 
 def _range_text(low, high, low_open: bool, high_open: bool) -> str:

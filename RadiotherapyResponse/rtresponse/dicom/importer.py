@@ -81,9 +81,9 @@ def parse_series_rule(text: str) -> SeriesRule:
     if modality == "PET":
         modality = "PT"
     if not sep or modality not in IMAGE_MODALITIES:
-        raise InputError(f"--modality-map '{text}': expected NAME=MODALITY[:REGEX] with MODALITY one of CT, MR, PT")
-    return SeriesRule(_name(name.strip(), "--modality-map"), modality,
-                      _regex(pattern, f"--modality-map {name}") if pattern else None)
+        raise InputError(f"--image '{text}': expected NAME=MODALITY[:REGEX] with MODALITY one of CT, MR, PT")
+    return SeriesRule(_name(name.strip(), "--image"), modality,
+                      _regex(pattern, f"--image {name}") if pattern else None)
 
 
 @dataclass
@@ -197,7 +197,7 @@ def _import(index, result: PatientImport, target: Path, rois, series_rules, suv,
         if why:
             result.notes.append(why)
     if not chosen:
-        raise InputError("no image series matches the --modality-map rules (series: " +
+        raise InputError("no image series matches the --image rules (series: " +
                          "; ".join(s.label for s in images) + ")")
     frames = {name: s.frame_of_reference for name, s in chosen.items()}
     if len(set(frames.values())) > 1 and not allow_mixed_frames:
@@ -257,7 +257,7 @@ def _masks(result, target, structure_sets, index, chosen, grids, rules, rasteris
                                  path=where)
             uid = references[0]
             if uid in index.series:
-                raise InputError(f"the RTSTRUCT references {index.series[uid].label}, which no --modality-map rule "
+                raise InputError(f"the RTSTRUCT references {index.series[uid].label}, which no --image rule "
                                  "picked", path=where)
             other = index.series.get(uid)
             raise InputError(f"the RTSTRUCT references series {uid}, which is not in the folder" +
@@ -295,7 +295,7 @@ def import_dicom(root: str | os.PathLike, out: str | os.PathLike, rois: Sequence
     names = [r.name for r in series_rules] + [r.name for r in rois]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InputError(f"name(s) {', '.join(repeated)} given to more than one --roi/--modality-map rule")
+        raise InputError(f"name(s) {', '.join(repeated)} given to more than one --roi/--image rule")
     out = Path(out)
     index = index_folder(root, index_progress)
     patients = index.patients()
