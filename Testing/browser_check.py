@@ -6,6 +6,9 @@ image), every expected section present; optionally a screenshot of its first pag
 The report itself holds no script. The check renders a copy with one added script that, once the page has loaded,
 writes what the browser saw (images decoded, their natural sizes, the section ids) into the page, which Chromium's
 ``--dump-dom`` prints. Needs the Debian package ``chromium`` (or ``$CHROMIUM``); exit code 0 when all is well.
+
+The test that uses it skips where Chromium is missing or cannot run, unless ``$RTRESPONSE_REQUIRE_BROWSER`` is set
+(CI's .ci/run sets it when Chromium is installed): then it fails (:func:`verdict`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,45 @@ def chromium() -> str | None:
         if name and shutil.which(name):
             return shutil.which(name)
     return None
+
+
+REQUIRE_ENV = "RTRESPONSE_REQUIRE_BROWSER"  # set (CI): the browser test fails instead of skipping
+
+
+def required(environ=None) -> bool:
+    """Whether the browser check must run: ``$RTRESPONSE_REQUIRE_BROWSER`` set and not 0/false/no."""
+    value = (os.environ if environ is None else environ).get(REQUIRE_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(timeout: float = 60) -> str | None:
+    """Why the check cannot run here (no Chromium, or one that cannot draw a trivial page), or None."""
+    browser = chromium()
+    if browser is None:
+        return "no Chromium (apt-get install chromium, or set $CHROMIUM)"
+    with tempfile.TemporaryDirectory(prefix="browser-probe-") as folder:
+        page = Path(folder) / "probe.html"
+        page.write_text('<html><body><p id="probe">ok</p></body></html>', encoding="utf-8")
+        try:
+            done = subprocess.run([browser, *_flags(), f"--user-data-dir={folder}/profile", "--dump-dom",
+                                   page.as_uri()], capture_output=True, text=True, encoding="utf-8",
+                                  errors="replace", timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as error:
+            return f"{browser} cannot run: {error}"
+    if 'id="probe"' not in done.stdout:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        return f"{browser} cannot draw a page (exit {done.returncode}): {last}"
+    return None
+
+
+def verdict(reason: str | None, require: bool) -> tuple[str, str]:
+    """What the browser test does with ``reason`` (from :func:`unavailable`): ("run", ""), ("skip", why), or
+    ("fail", why) when the check is required."""
+    if reason is None:
+        return "run", ""
+    if require:
+        return "fail", f"${REQUIRE_ENV} is set but the browser check cannot run: {reason}"
+    return "skip", reason
 
 
 def _flags() -> list[str]:

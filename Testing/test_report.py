@@ -126,12 +126,17 @@ def test_scene_holds_tables_charts_and_the_example_patient(study_run, tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_report_renders_in_headless_chromium(study_run):
-    """A real browser draws every embedded image and every section (skipped without the Debian package chromium)."""
+def test_report_renders_in_headless_chromium(request):
+    """A real browser draws every embedded image and every section (skipped without the Debian package chromium,
+    unless $RTRESPONSE_REQUIRE_BROWSER is set, as CI does: then it fails)."""
     import browser_check
 
-    if browser_check.chromium() is None:
-        pytest.skip("no Chromium (apt-get install chromium)")
+    action, why = browser_check.verdict(browser_check.unavailable(), browser_check.required())
+    if action == "fail":
+        pytest.fail(why)
+    if action == "skip":
+        pytest.skip(why)
+    study_run = request.getfixturevalue("study_run")  # after the check: no study is run for a skip
     seen = browser_check.inspect(study_run.report)
     assert browser_check.problems(seen, browser_check.SECTIONS + ("analysis-grid", "analysis-split")) == []
     assert len(seen["images"]) >= 9 and all(image["width"] > 100 for image in seen["images"])
