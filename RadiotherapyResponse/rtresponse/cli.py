@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, cli_dicom, cli_i3d, cli_recurrence, cli_residual, cli_study, options, progress
+from . import __version__, cli_dicom, cli_evaluate, cli_i3d, cli_recurrence, cli_residual, cli_study, options, progress
 from .cli_deep import add_commands, add_feature_options
 from .errors import RTResponseError
 from .outputs import FILE, FOLDER, Output, writes
@@ -142,66 +142,6 @@ def _feature_sets(args, cohort):
     return feature_sets(_named_tables(args.features), clinical, columns, combine=args.combine)
 
 
-def _evaluate(args) -> int:
-    from .cohort import load_manifest
-    from .models.evaluate import evaluate, write_outputs
-    from .models.study import parse_positive
-
-    cohort = load_manifest(args.manifest, check_files=False)
-    if args.outcome not in cohort.outcome_names:
-        raise RTResponseError(f"no column outcome_{args.outcome} in the manifest "
-                              f"(outcomes: {', '.join(cohort.outcome_names) or 'none'})")
-    outcome = cohort.outcomes()[args.outcome]
-    positive = parse_positive(args.positive, outcome)
-    _warn_random_weights(args)
-    if args.protocol != "bootstrap":  # the split protocol runs here (its folds are not tasks yet)
-        from . import provenance
-
-        provenance.note(args, "unused", ["scheduler"])
-    progress = _Progress("evaluating models")
-    try:
-        evaluation = evaluate(_feature_sets(args, cohort), outcome, protocol=args.protocol,
-                              selectors=args.selectors, classifiers=args.classifiers, k=args.k,
-                              n_bootstrap=args.n_bootstrap, forward=not args.no_forward, positive=positive,
-                              test_size=args.test_size, cv_folds=args.cv_folds, random_state=args.seed,
-                              n_jobs=args.jobs, progress=progress,
-                              execution=args.scheduler if args.scheduler and args.protocol == "bootstrap" else None)
-    finally:
-        progress.close()
-    paths = write_outputs(evaluation, args.out, args.outcome, evaluation.best.get("positive", positive))
-    best = evaluation.best
-    if args.protocol == "bootstrap":
-        print(f"best: {best['feature_set']} {best['selector']} + {best['classifier']} auc632plus "
-              f"{best['auc632plus']:.3f} ({best['features']})")
-    else:
-        print(f"chosen by {args.cv_folds}-fold CV on the training patients: {best['feature_set']} {best['selector']} "
-              f"+ {best['classifier']} CV AUC {best['cv_auc']:.3f}; test AUC {best['auc']:.3f} "
-              f"({best['auc_low']:.3f}-{best['auc_high']:.3f}) ({best['features']})")
-    for pid, why in evaluation.dropped.items():
-        print(f"  left out {pid}: {why}", file=sys.stderr)
-    for label, path in paths.items():
-        print(f"wrote {label}: {path}")
-    return 0
-
-
-def _warn_random_weights(args) -> None:
-    """Deep features from random weights are for testing: say so before judging models on them, and record it."""
-    import pandas as pd
-
-    from . import provenance
-
-    random_sets = {}
-    for path in args.features or []:
-        column = pd.read_csv(path, usecols=lambda name: name == "weights", dtype=str)
-        marked = sorted({v for v in column.get("weights", pd.Series(dtype=str)).dropna() if v.startswith("random")})
-        if marked:
-            random_sets[str(path)] = marked
-            print(f"rtresponse: warning: {path} holds features from {', '.join(marked)} weights: models on them "
-                  "test the software, not the method", file=sys.stderr)
-    if random_sets:
-        provenance.note(args, "random_weight_features", random_sets)
-
-
 def _predict(args) -> int:
     from . import provenance
     from .atomic import atomic_path
@@ -293,44 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(func=_features)
     writes(features, Output("out", FILE))
 
-    from .models.classifiers import CLASSIFIER_NAMES, PAPER_CLASSIFIERS
-    from .models.grid import PAPER_SELECTORS
-    from .models.split_protocol import DEFAULT_FOLDS
-
-    evaluate = commands.add_parser(
-        "evaluate", help="judge feature sets against an outcome (0.632+ bootstrap grid or train/test split)",
-        description="Evaluate feature tables (CSV with patient_id) and/or clinical factors against a manifest "
-                    "outcome. bootstrap: every selector x classifier by the 0.632+ bootstrap AUC (Tanaka et al.); "
-                    "split: stratified train/test split; each model judged by k-fold cross-validation on the "
-                    "training patients, the best (per feature set and overall) tested once, with a training Youden "
-                    "cut-off, DeLong CI, and DeLong/NRI/IDI between the chosen models (Jeong et al.). Writes "
-                    "OUT/results.csv, heat maps or comparisons.csv and split.csv, roc.png and roc.csv, the chosen "
-                    "model as OUT/model.skops and its model_card.json.")
-    evaluate.add_argument("--features", action="append", type=Path, help="feature table CSV (repeatable)")
-    evaluate.add_argument("--manifest", required=True, type=Path, help="cohort manifest with the outcome")
-    evaluate.add_argument("--outcome", required=True, help="outcome NAME (the manifest's outcome_NAME column)")
-    evaluate.add_argument("--positive", help="the positive outcome label (default 1)")
-    evaluate.add_argument("--clinical", help="clinical factors as a feature set: 'all' or NAME,NAME,...")
-    evaluate.add_argument("--combine", action="store_true", help="also evaluate the union of all feature sets")
-    evaluate.add_argument("--protocol", choices=("bootstrap", "split"), default="bootstrap")
-    evaluate.add_argument("--selectors", nargs="+", default=list(PAPER_SELECTORS),
-                          help=f"feature selectors (default {' '.join(PAPER_SELECTORS)}; also lasso rfe none)")
-    evaluate.add_argument("--classifiers", nargs="+", default=list(PAPER_CLASSIFIERS), choices=CLASSIFIER_NAMES,
-                          help=f"classifiers (default {' '.join(PAPER_CLASSIFIERS)})")
-    evaluate.add_argument("--k", type=options.COUNT, default=10, help="features kept by each selector (default 10)")
-    evaluate.add_argument("--n-bootstrap", type=options.DRAWS, default=1000, help="bootstrap draws (default 1000)")
-    evaluate.add_argument("--no-forward", action="store_true", help="bootstrap: skip forward selection")
-    evaluate.add_argument("--test-size", type=options.FRACTION, default=1 / 3,
-                          help="split: the fraction of patients held out as the test set (default 1/3)")
-    evaluate.add_argument("--cv-folds", type=options.integer(2), default=DEFAULT_FOLDS,
-                          help=f"split: stratified folds of the training patients that choose the model "
-                               f"(default {DEFAULT_FOLDS}, as Jeong et al.)")
-    evaluate.add_argument("--seed", type=options.SEED, default=0)
-    evaluate.add_argument("--jobs", type=options.COUNT, default=1, help="parallel bootstrap fits")
-    add_scheduler_option(evaluate, "bootstrap protocol: the grid cells; ")
-    evaluate.add_argument("--out", required=True, type=Path, help="output folder")
-    evaluate.set_defaults(func=_evaluate)
-    writes(evaluate, Output("out", FOLDER))
+    cli_evaluate.add_command(commands)
 
     predict = commands.add_parser(
         "predict", help="apply a saved model (model.skops) to new patients' features",

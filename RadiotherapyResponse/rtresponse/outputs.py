@@ -29,6 +29,18 @@ from .errors import InputError
 
 RUN_MARKER = ".rtresponse-run.json"
 FILE, FOLDER = "file", "folder"
+STAGING = "-staging-"  # a staging folder is .<final name>-staging-<random>, beside the final place
+
+
+def final_place(path: str | os.PathLike) -> Path:
+    """The final place of a folder output's staging path (what a command got as ``--out`` while it runs under
+    :func:`staged`), for what must outlive an interrupted run (``evaluate``'s progress); ``path`` itself when it is
+    not a staging path."""
+    path = Path(path)
+    name = path.name
+    if name.startswith(".") and STAGING in name:
+        return path.with_name(name[1:].rsplit(STAGING, 1)[0])
+    return path
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,7 @@ class _Staging:
         self.final, self.output = final, output
         parent = final.parent
         parent.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix=f".{final.name}-staging-", dir=parent))
+        self.folder = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGING}", dir=parent))
         self.path = self.folder if output.kind == FOLDER else self.folder / final.name
         if output.kind == FOLDER and final.is_dir():
             for name in output.keep:

@@ -277,3 +277,54 @@ class ICCFilter(SelectorMixin, BaseEstimator):
     def _get_support_mask(self):
         check_is_fitted(self, "support_")
         return self.support_
+
+
+def read_repeats(path) -> "object":
+    """A perturbation feature table (``rtresponse features ... --perturbations N``: patient_id, perturbation, the
+    features, status) from a CSV; InputError naming the file when it is not one."""
+    import os
+
+    from ..inputs import read_table
+
+    table = read_table(path, "perturbation table")
+    missing = [c for c in (PATIENT, REPEAT) if c not in table.columns]
+    if missing:
+        raise InputError(f"not a perturbation table: no {' or '.join(missing)} column (`rtresponse features ... "
+                         "--perturbations N` writes one: a row per patient and perturbed mask)", path=os.fspath(path))
+    return table
+
+
+def robust_feature_sets(sets, repeats, threshold: float = 0.7, skip=(), label: str = "the perturbation table"):
+    """Each feature set with only its features robust to re-delineation (:class:`ICCFilter`, ICC > ``threshold``).
+
+    ``sets``: {name: DataFrame (patient rows, feature columns)}; ``repeats``: the long perturbation table. A set's
+    columns the table lacks are kept untested (``unmatched="keep"``); the sets in ``skip`` (clinical factors) and
+    those sharing no column with the table are left as they are. Returns (the sets, {set: {"kept", "dropped",
+    "untested"}} of the filtered ones, a DataFrame feature_set, feature, icc, kept). InputError when no set shares a
+    feature with the table, or a filtered set keeps no feature at all.
+    """
+    import pandas as pd
+
+    _, features, _ = repeats_array(repeats)
+    known = set(map(str, features))
+    result, counts, rows = {}, {}, []
+    for name, frame in sets.items():
+        matched = [c for c in frame.columns if str(c) in known]
+        if name in skip or not matched:
+            result[name] = frame
+            continue
+        chosen = ICCFilter(repeats=repeats, threshold=threshold, unmatched="keep").fit(frame)
+        kept = [c for c, keep in zip(frame.columns, chosen.support_) if keep]
+        counts[name] = {"kept": len(kept) - (frame.shape[1] - len(matched)), "dropped": frame.shape[1] - len(kept),
+                        "untested": frame.shape[1] - len(matched)}
+        rows += [(name, str(c), float(v), bool(k)) for c, v, k in zip(frame.columns, chosen.icc_, chosen.support_)
+                 if str(c) in known]
+        if not kept:
+            best = np.nanmax(chosen.icc_) if np.isfinite(chosen.icc_).any() else float("nan")
+            raise InputError(f"no feature of '{name}' has an ICC above {threshold:g} in {label} (the highest is "
+                             f"{best:.3f}); lower the threshold or check the table")
+        result[name] = frame[kept]
+    if not counts:
+        raise InputError(f"none of the feature sets has a feature of {label} ({len(known)} feature(s), e.g. "
+                         f"{_names(sorted(known))}): was it extracted with the same settings?")
+    return result, counts, pd.DataFrame(rows, columns=["feature_set", "feature", "icc", "kept"])
