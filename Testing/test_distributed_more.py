@@ -63,3 +63,23 @@ def test_deep2d_features_on_the_cluster_equal_one_process(client, cohort):
     assert reported[-1] == (6, 6) and len(reported) == 3  # 3 tasks of 2 patients
     assert _where(one) == {"kind": "local", "workers": 1} and _where(spread)["kind"] == "dask"
     assert one.attrs["provenance"]["tasks"] == {"patients_per_task": 2, "torch_threads": 1}
+
+
+# ------------------------------------------------------------------ I3D features
+
+def test_i3d_features_on_the_cluster_equal_one_process(client, cohort):
+    pytest.importorskip("torch")
+    from rtresponse.models.i3d.features import cohort_features
+    from rtresponse.models.i3d.preprocess import VolumeConfig
+
+    small = VolumeConfig(shape_xyz=(32, 32, 8), spacing_xyz=(2.0, 2.0, 3.0), margin_mm=4.0)
+    options = dict(weights=None, augment_copies=1, seed=0)
+    one = cohort_features(cohort, small, **options)
+    reported = []
+    spread = cohort_features(cohort, small, **options, execution=client, progress=lambda d, t: reported.append((d, t)))
+    assert spread.patient_ids == one.patient_ids and list(spread.copies) == list(one.copies) == [0, 1] * 5
+    np.testing.assert_array_equal(spread.values, one.values)  # exactly, augmented copies included
+    assert list(one.failures) == list(spread.failures) == ["P002"]
+    assert reported == [(done, 6) for done in range(1, 7)]  # one task per patient
+    assert one.execution == {"kind": "local", "workers": 1} and spread.execution["kind"] == "dask"
+

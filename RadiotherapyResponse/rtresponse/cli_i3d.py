@@ -47,12 +47,14 @@ def _train(args) -> int:
                                           args.clinical, args.no_clinical, args.weights, args.weights_folder, head,
                                           args.trials, args.sampler, args.factors, args.test_size,
                                           args.validation_size, args.augment_copies, args.seed,
-                                          resolve_device(args.device), args.amp, report, on_epoch=epoch)
+                                          resolve_device(args.device), args.amp, report, on_epoch=epoch,
+                                          execution=args.scheduler or None)
     finally:
         for bar in bars.values():
             bar.close()
     provenance.note(args, "weights", metadata["weights_record"])
     provenance.note(args, "positive_class", metadata["positive_class"])
+    provenance.note(args, "execution", metadata["execution"])
     for problem in study.failures.values():
         print(f"  skipped {problem}", file=sys.stderr)
     if args.handcrafted:
@@ -103,10 +105,17 @@ def _predict(args) -> int:
     from .models.i3d.workflow import weights_provenance
     from .settings import resolve_device
 
+    from .cli import _Progress
+
     cohort = load_manifest(args.manifest)
-    table = predict_patients(args.model, cohort, cohort.known(args.patients), args.weights_folder,
-                             resolve_device(args.device))
+    bar = _Progress("I3D features")
+    try:
+        table = predict_patients(args.model, cohort, cohort.known(args.patients), args.weights_folder,
+                                 resolve_device(args.device), execution=args.scheduler or None, progress=bar)
+    finally:
+        bar.close()
     info = table.attrs["model"]
+    provenance.note(args, "execution", table.attrs["execution"])
     provenance.note(args, "model", {"file": str(args.model), "sha256": provenance.sha256_file(args.model)})
     provenance.note(args, "weights", weights_provenance(info["weights"], info.get("seed", 0), args.weights_folder))
     provenance.note(args, "positive_class", positive_class_of(info))
@@ -179,3 +188,8 @@ def add_commands(commands) -> None:
     predict.add_argument("--out", required=True, type=Path, help="CSV to write")
     predict.set_defaults(func=_predict)
     writes(predict, Output("out", FILE))
+    from .cli import add_scheduler_option
+
+    for parser in (train, predict):
+        add_scheduler_option(parser, "the I3D features, one task per patient (the heads train here): "
+                             if parser is train else "the I3D features, one task per patient: ")

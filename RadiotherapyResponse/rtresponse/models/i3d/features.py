@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...errors import Cancelled
+from ...errors import Cancelled  # noqa: F401 - callers import it from here
 from .preprocess import VolumeConfig, volume_input
 
 
@@ -31,6 +31,7 @@ class CohortFeatures:
     copies: np.ndarray           # 0 = the unaugmented input, 1.. = augmented copies
     values: np.ndarray           # (rows, 2048 * passes) float32
     failures: dict = field(default_factory=dict)  # patient_id -> reason
+    execution: dict = field(default_factory=dict)  # where the features were computed (Execution.describe())
 
     def of(self, patient_ids: Sequence[str], copies: bool = False) -> tuple[np.ndarray, list]:
         """Rows of these patients (copy 0 only, or all copies), and the patient id of each row."""
@@ -111,18 +112,58 @@ def extract(network, volume: np.ndarray, device: str = "cpu", amp: bool = False)
     return output.float().reshape(-1).cpu().numpy()
 
 
+_NETWORKS: dict = {}  # this process's backbone, kept for its next task: {(weights identity, ...): network}
+
+
+def backbone(weights, weights_folder, seed: int, depth_stride, device: str):
+    """The frozen I3D backbone, built once per process (a Dask worker or local process builds it for its first
+    task and reuses it) and never sent with a task; a different weights file (name, size, time) builds anew."""
+    from .backbone import i3d_resnet50
+
+    key = (weights_identity(weights, weights_folder), str(weights), str(weights_folder), int(seed), str(depth_stride),
+           str(device))
+    if key not in _NETWORKS:
+        _NETWORKS.clear()  # one backbone at a time (a ResNet-50 3D is large)
+        _NETWORKS[key] = i3d_resnet50(weights, weights_folder, seed, depth_stride).to(device)
+    return _NETWORKS[key]
+
+
+def _patient_task(pid: str, copies: Sequence[int], *, cohort, config, weights, weights_folder, seed, depth_stride,
+                  device, amp) -> tuple:
+    """One task: (patient id, {copy: features}, the patient's problem or None). The network passes run on a fixed
+    torch thread count (:func:`rtresponse.settings.task_torch_threads`): the same numbers wherever it runs."""
+    from ...errors import InputError
+    from ...settings import task_torch_threads
+
+    found = {}
+    for copy in copies:
+        try:
+            images = {name: cohort.read_image(pid, name) for name in config.sequences}
+            mask = cohort.read_mask(pid, config.mask, reference=images[config.sequences[0]])
+            volume = volume_input(images, mask, config, augment=copy > 0, seed=_seed(pid, copy, seed), patient=pid)
+        except (InputError, RuntimeError, OSError) as error:
+            return pid, found, (str(error) if pid in str(error) else f"patient {pid}: {error}")  # one line each
+        network = backbone(weights, weights_folder, seed, depth_stride, device)
+        with task_torch_threads():
+            found[copy] = extract(network, volume, device, amp)
+    return pid, found, None
+
+
 def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | None = None, weights="imagenet",
                     weights_folder: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
                     augment_copies: int = 0, device: str = "cpu", amp: bool = False, seed: int = 0,
                     depth_stride="same", progress: Callable[[int, int], None] | None = None,
-                    should_cancel: Callable[[], bool] | None = None) -> CohortFeatures:
+                    should_cancel: Callable[[], bool] | None = None, execution=None) -> CohortFeatures:
     """Features of every patient (and ``augment_copies`` augmented copies each), reusing ``cache``.
 
     A patient whose images cannot be read or whose mask is empty is skipped and reported in
     ``failures`` (one line naming the patient and the problem); the others go on.
+    ``execution``: where the patients run (:mod:`rtresponse.execution`: an ``Execution``, a dask ``Client`` or a
+    scheduler setting; default this process): one task per patient still to compute, the backbone built once
+    per worker; the features are the same wherever they run. ``progress(done, total)`` counts those patients.
     """
     from ...errors import InputError
-    from .backbone import i3d_resnet50
+    from ...execution import resolve
 
     ids = list(cohort.patient_ids if patient_ids is None else patient_ids)
     key = cache_key(config, weights, seed, depth_stride, weights_folder)
@@ -137,25 +178,25 @@ def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | N
                 sources.setdefault(str(pid), source)
     wanted = [(pid, copy) for pid in ids for copy in range(augment_copies + 1)]
     todo = [item for item in wanted if item not in rows]
+    patients = list(dict.fromkeys(pid for pid, _ in todo))
+    tasks = [(pid, [copy for p, copy in todo if p == pid]) for pid in patients]
     failures: dict[str, str] = {}
-    network = None
-    for done, (pid, copy) in enumerate(todo, start=1):
-        if should_cancel is not None and should_cancel():
-            raise Cancelled("I3D feature extraction cancelled")
-        if pid in failures:
-            continue
-        try:
-            images = {name: cohort.read_image(pid, name) for name in config.sequences}
-            mask = cohort.read_mask(pid, config.mask, reference=images[config.sequences[0]])
-            volume = volume_input(images, mask, config, augment=copy > 0, seed=_seed(pid, copy, seed), patient=pid)
-        except (InputError, RuntimeError, OSError) as error:
-            failures[pid] = str(error) if pid in str(error) else f"patient {pid}: {error}"  # one line each
-            continue
-        if network is None:
-            network = i3d_resnet50(weights, weights_folder, seed, depth_stride).to(device)
-        rows[(pid, copy)] = extract(network, volume, device, amp)
-        if progress:
-            progress(done, len(todo))
+    runner, owned = resolve(execution, 1)
+    try:
+        shared = dict(cohort=cohort, config=config, weights=weights, weights_folder=weights_folder, seed=seed,
+                      depth_stride=depth_stride, device=device, amp=amp)
+        results = runner.map(_patient_task, tasks, shared=shared, progress=progress, should_cancel=should_cancel,
+                             cancelled="I3D feature extraction cancelled",
+                             on_lost=lambda i, error: (patients[i], {}, f"patient {patients[i]}: worker lost while "
+                                                                        f"extracting ({error})"))
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
+    for pid, found, problem in results:
+        rows.update({(pid, copy): vector for copy, vector in found.items()})  # copies before a failing one, as before
+        if problem is not None:
+            failures[pid] = problem
     if cache_path and todo:
         everything = sorted(rows)
         _write_cache(cache_path, key, [p for p, _ in everything], [c for _, c in everything],
@@ -164,7 +205,7 @@ def cohort_features(cohort, config: VolumeConfig, patient_ids: Sequence[str] | N
     if not present:
         raise InputError("no patient gave I3D features: " + "; ".join(failures.values()))
     return CohortFeatures(patient_ids=[p for p, _ in present], copies=np.array([c for _, c in present]),
-                          values=np.stack([rows[item] for item in present]), failures=failures)
+                          values=np.stack([rows[item] for item in present]), failures=failures, execution=where)
 
 
 def _seed(patient_id: str, copy: int, seed: int) -> int:

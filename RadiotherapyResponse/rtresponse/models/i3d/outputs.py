@@ -125,11 +125,13 @@ def write_study(study: I3DStudy, out: str | os.PathLike, metadata: dict, backbon
 
 
 def predict_patients(model_path: str | os.PathLike, cohort, patient_ids=None, weights_folder=None,
-                     device: str = "cpu", cache: str | os.PathLike | None = None) -> "pd.DataFrame":
+                     device: str = "cpu", cache: str | os.PathLike | None = None, execution=None,
+                     progress=None, should_cancel=None) -> "pd.DataFrame":
     """Probability of the positive class for each patient (and the label at the model's cut-off).
 
     The features are computed with the volume settings and backbone weights the model was
-    trained with; a patient that cannot be read gets its problem in the ``status`` column.
+    trained with; a patient that cannot be read gets its problem in the ``status`` column. ``execution``: where
+    the patients' features are computed (see :func:`.features.cohort_features`); ``attrs["execution"]`` says where.
     """
     import pandas as pd
 
@@ -140,7 +142,8 @@ def predict_patients(model_path: str | os.PathLike, cohort, patient_ids=None, we
     ids = list(cohort.patient_ids if patient_ids is None else patient_ids)
     features = cohort_features(cohort, config, ids, weights=backbone_weights(info["weights"]),
                                weights_folder=weights_folder, cache=cache, device=device,
-                               seed=info.get("seed", 0), depth_stride=info.get("depth_stride", "same"))
+                               seed=info.get("seed", 0), depth_stride=info.get("depth_stride", "same"),
+                               execution=execution, progress=progress, should_cancel=should_cancel)
     image, rows = features.of(ids)
     clinical = None
     if info.get("clinical"):
@@ -152,6 +155,7 @@ def predict_patients(model_path: str | os.PathLike, cohort, patient_ids=None, we
     failed = pd.DataFrame({"patient_id": list(features.failures), "status": list(features.failures.values())})
     table = pd.concat([table, failed], ignore_index=True) if len(failed) else table
     table.attrs["model"] = info  # the model file's metadata, for the caller's provenance
+    table.attrs["execution"] = features.execution
     return table
 
 

@@ -93,13 +93,16 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
                  n_factors: int = 3, test_size: float = 1 / 3, validation_size: float = 0.2, augment_copies: int = 0,
                  seed: int = 0, device: str = "cpu", amp: bool = False,
                  progress: Callable[[str, int, int], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None, on_epoch: Callable[[dict], None] | None = None):
+                 should_cancel: Callable[[], bool] | None = None, on_epoch: Callable[[dict], None] | None = None,
+                 execution=None):
     """Features (cached in ``out``/i3d_features.npz), study, output files; returns ``(study, positive, metadata)``.
 
     ``weights``: "imagenet", "random" (testing only) or a weights file, recorded as given in the
     model files. ``progress(stage, done, total)``: stage "features", "tuning", a model's name or
     "writing"; ``on_epoch(row)``: each training epoch of the models (see :func:`.study.run_study`).
-    Cancelling raises :class:`.features.Cancelled` before any model file is written.
+    Cancelling raises :class:`.features.Cancelled` before any model file is written. ``execution``: where the
+    features are computed (see :func:`.features.cohort_features`; the heads are trained here); the metadata's
+    ``execution`` says where they were (added after the files are written: they are the same wherever).
     """
     from .backbone import i3d_resnet50
     from .features import Cancelled, cohort_features
@@ -118,7 +121,7 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
     features = cohort_features(cohort, config, list(labels.index), weights=backbone, weights_folder=weights_folder,
                                cache=out / "i3d_features.npz", augment_copies=augment_copies, device=device, amp=amp,
                                seed=seed, progress=lambda done, total: report("features", done, total),
-                               should_cancel=should_cancel)
+                               should_cancel=should_cancel, execution=execution)
     study = run_study(features, labels, clinical, n_factors=n_factors, test_size=test_size,
                       validation_size=validation_size, head=head, tune_trials=trials, sampler=sampler, seed=seed,
                       device=device, progress=report, should_cancel=should_cancel, on_epoch=on_epoch)
@@ -133,5 +136,6 @@ def train_cohort(cohort, outcome: str, out: str | os.PathLike, config: VolumeCon
                 "tuning": {"trials": trials, "sampler": sampler} if trials else None}
     network = i3d_resnet50(backbone, weights_folder, seed).to(device)  # for the model card
     write_study(study, out, metadata, backbone=network, device=device)
+    metadata["execution"] = features.execution
     report("writing", 1, 1)
     return study, positive, metadata
