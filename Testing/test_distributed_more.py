@@ -83,3 +83,21 @@ def test_i3d_features_on_the_cluster_equal_one_process(client, cohort):
     assert reported == [(done, 6) for done in range(1, 7)]  # one task per patient
     assert one.execution == {"kind": "local", "workers": 1} and spread.execution["kind"] == "dask"
 
+
+# ------------------------------------------------------------------ regression labels
+
+def test_labels_on_the_cluster_equal_one_process_also_from_the_command_line(client, cohort, tmp_path):
+    from rtresponse.cli import main
+    from rtresponse.labels import label_cohort
+
+    one = label_cohort(cohort)
+    reported = []
+    spread = label_cohort(cohort, execution=client, progress=lambda d, t: reported.append(d))
+    pd.testing.assert_frame_equal(one, spread)
+    assert one.attrs["threshold"] == spread.attrs["threshold"]
+    assert one.at["P002", "status"] != "ok" and (one.drop(index="P002")["status"] == "ok").all()
+    assert reported == list(range(1, 7)) and _where(spread)["kind"] == "dask"
+    common = ["labels", "--manifest", str(cohort.path), "--progress", "none"]
+    assert main(common + ["--out", str(tmp_path / "here.csv")]) == 0
+    assert main(common + ["--scheduler", client.scheduler.address, "--out", str(tmp_path / "there.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "here.csv"), pd.read_csv(tmp_path / "there.csv"))

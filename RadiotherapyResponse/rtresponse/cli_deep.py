@@ -191,9 +191,16 @@ def _labels(args) -> int:
     from .cohort import load_manifest
     from .labels import label_cohort
 
+    from .cli import _Progress
+
     check_rate(args.threshold)
-    table = label_cohort(load_manifest(args.manifest), initial=args.initial, boost=args.boost, days=args.days,
-                         threshold=args.threshold, min_volume_cc=args.min_volume_cc, image=args.image)
+    bar = _Progress("reading GTV volumes")
+    try:
+        table = label_cohort(load_manifest(args.manifest), initial=args.initial, boost=args.boost, days=args.days,
+                             threshold=args.threshold, min_volume_cc=args.min_volume_cc, image=args.image,
+                             execution=args.scheduler or None, progress=bar)
+    finally:
+        bar.close()
     note_library_record(args, table)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp)
@@ -275,6 +282,9 @@ def add_commands(commands) -> None:
                              "(default: the median rate; printed in both units)")
     labels.add_argument("--min-volume-cc", type=options.NON_NEGATIVE, default=5.0, help="exclude smaller GTVs (default 5 cm3)")
     labels.add_argument("--out", required=True, type=Path, help="output CSV")
+    from .cli import add_scheduler_option
+
+    add_scheduler_option(labels, "the patients' GTV volumes, one task per patient: ")
     labels.set_defaults(func=_labels)
     writes(labels, Output("out", FILE))
 

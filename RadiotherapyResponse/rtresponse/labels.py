@@ -49,9 +49,21 @@ def mask_volume_cc(mask: "sitk.Image") -> float:
     return voxels * float(np.prod(mask.GetSpacing())) / 1000.0
 
 
+def _volumes_task(pid: str, *, cohort, initial, boost, image, boost_image) -> tuple:
+    """One task: (initial GTV cm³, boost GTV cm³, None) of a patient, or what is known and the problem."""
+    volumes = [np.nan, np.nan]
+    try:
+        volumes[0] = mask_volume_cc(cohort.read_mask(pid, initial, image=image))
+        volumes[1] = mask_volume_cc(cohort.read_mask(pid, boost, image=boost_image))
+    except InputError as error:
+        return volumes[0], volumes[1], error.problem
+    return volumes[0], volumes[1], None
+
+
 def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boost", days: str = "treatment_days",
                  threshold: float | None = None, min_volume_cc: float = 5.0, image: str = "CT",
-                 boost_image: str | None = None) -> "pd.DataFrame":
+                 boost_image: str | None = None, n_jobs: int = 1, execution=None, progress=None,
+                 should_cancel=None) -> "pd.DataFrame":
     """Regression labels of every patient (index ``patient_id``).
 
     Columns: ``initial_cc``, ``boost_cc``, ``treatment_days``, ``rate`` (fraction per day),
@@ -61,10 +73,15 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
     ``boost_image`` (default ``<image>_boost`` when the manifest has it, else ``image``). The threshold used is in
     ``result.attrs["threshold"]`` (a fraction per day, as ``threshold`` and ``rate``), and how the labels were made
     (threshold, its source and unit, volumes, masks, column units) in ``result.attrs["provenance"]``.
+
+    The masks are read one task per patient: ``n_jobs`` local processes, or ``execution`` (:mod:`rtresponse.execution`:
+    an ``Execution``, a dask ``Client`` or a scheduler setting); the table is the same wherever they run.
+    ``progress(done, total)`` as each patient's volumes are in; ``should_cancel()`` True raises Cancelled.
     """
     import pandas as pd
 
     from . import provenance
+    from .execution import resolve
 
     for name in (initial, boost):
         if name not in cohort.mask_names:
@@ -74,13 +91,25 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
         raise InputError(f"no column clin_{days} (clinical: {', '.join(clinical.columns)})", path=str(cohort.path))
     if boost_image is None:  # the boost mask lies on the boost CT when the manifest has one
         boost_image = f"{image}_boost" if f"{image}_boost" in cohort.image_names else image
+    ids = cohort.patient_ids
+    runner, owned = resolve(execution, max(1, min(int(n_jobs or 1), len(ids) or 1)))
+    try:
+        volumes = runner.map(_volumes_task, [(pid,) for pid in ids],
+                             shared=dict(cohort=cohort, initial=initial, boost=boost, image=image,
+                                         boost_image=boost_image),
+                             progress=progress, should_cancel=should_cancel, cancelled="labelling cancelled",
+                             on_lost=lambda i, error: (np.nan, np.nan, f"worker lost while reading the masks ({error})"))
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
     rows = []
-    for pid in cohort.patient_ids:
-        row = {"patient_id": pid, "initial_cc": np.nan, "boost_cc": np.nan,
+    for pid, (initial_cc, boost_cc, problem) in zip(ids, volumes):
+        row = {"patient_id": pid, "initial_cc": initial_cc, "boost_cc": boost_cc,
                "treatment_days": pd.to_numeric(clinical.loc[pid, days], errors="coerce"), "rate": np.nan}
         try:
-            row["initial_cc"] = mask_volume_cc(cohort.read_mask(pid, initial, image=image))
-            row["boost_cc"] = mask_volume_cc(cohort.read_mask(pid, boost, image=boost_image))
+            if problem is not None:
+                raise InputError(problem)
             if not row["treatment_days"] > 0:
                 raise InputError(f"clin_{days} must be a positive number, got {clinical.loc[pid, days]!r}", patient=pid)
             if row["initial_cc"] < min_volume_cc:
@@ -110,7 +139,7 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
                    "source": source},
         min_volume_cc=min_volume_cc, masks={"initial": f"mask_{initial} on image_{image}",
                                             "boost": f"mask_{boost} on image_{boost_image}"},
-        treatment_days=f"clin_{days}", units=UNITS)
+        treatment_days=f"clin_{days}", units=UNITS, execution=where)
     return table
 
 
