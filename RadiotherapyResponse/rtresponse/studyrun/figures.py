@@ -129,3 +129,75 @@ def missingness(missing, title: str):
     axes.set_yticks(range(0, missing.shape[0], step), [str(i) for i in missing.index[::step]], fontsize=SMALL)
     axes.set_title(title, fontsize=9)
     return figure
+
+
+def loss_curves(history, x: str, series: Mapping[str, str], group: str | None, title: str, ylabel: str):
+    """Training curves: ``series`` ({column: label}) against ``x``, one colour per ``group`` (model, regimen, run);
+    the kept epoch (column ``kept``) marked."""
+    figure = _figure(5.6, 4.0)
+    axes = figure.subplots()
+    groups = history.groupby(group, sort=False) if group else [("", history)]
+    styles = ("-", "--", ":", "-.")
+    for (name, table), colour in zip(groups, ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")):
+        for (column, label), style in zip(series.items(), styles):
+            if column in table and table[column].notna().any():
+                axes.plot(table[x], table[column], style, color=colour, linewidth=1.2, markersize=3,
+                          marker="o" if len(table) < 30 else None, label=f"{name} {label}".strip())
+        if "kept" in table and table["kept"].any():
+            axes.axvline(float(table.loc[table["kept"].astype(bool), x].iloc[0]), color=colour, linewidth=0.8,
+                         linestyle=":")
+    axes.set(xlabel=x, ylabel=ylabel, title=title)
+    axes.title.set_fontsize(9)
+    axes.legend(fontsize=SMALL)
+    return figure
+
+
+def method_boxplots(cases, columns: Mapping[str, str], title: str):
+    """One box plot per metric (``columns``: {column: axis label}) of each method's per-patient values, the
+    patients' points over the boxes."""
+    methods = list(dict.fromkeys(cases["method"]))
+    figure = _figure(2.6 * len(columns) + 0.6, 3.8)
+    axes_list = np.atleast_1d(figure.subplots(1, len(columns), squeeze=False)[0])
+    rng = np.random.default_rng(0)
+    for axes, (column, label) in zip(axes_list, columns.items()):
+        values = [cases.loc[cases["method"] == m, column].to_numpy(float) for m in methods]
+        axes.boxplot(values, showfliers=False)
+        for i, v in enumerate(values, start=1):
+            axes.plot(i + rng.uniform(-0.12, 0.12, len(v)), v, "o", color="black", markersize=3, alpha=0.6)
+        axes.set_xticks(range(1, len(methods) + 1), methods, rotation=20, fontsize=SMALL)
+        axes.set_ylabel(label, fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def origin_counts(summary, title: str):
+    """Points of origin of the relapses included by each method's prediction, of all points."""
+    figure = _figure(4.6, 3.4)
+    axes = figure.subplots()
+    methods = [str(m) for m in summary.index]
+    included, total = summary["origins_included"].to_numpy(int), summary["origins_total"].to_numpy(int)
+    axes.bar(methods, total, color="#dddddd", label="points of origin")
+    axes.bar(methods, included, color="#4c72b0", label="inside the prediction")
+    for i, (a, b) in enumerate(zip(included, total)):
+        axes.text(i, a, f"{a}/{b}", ha="center", va="bottom", fontsize=SMALL)
+    axes.set(ylabel="points of origin", title=title)
+    axes.title.set_fontsize(9)
+    axes.tick_params(axis="x", labelsize=SMALL)
+    axes.legend(fontsize=SMALL)
+    return figure
+
+
+def gradcam_examples(examples, title: str):
+    """``[(label, slice pixels, Grad-CAM map in [0, 1])]``: the preprocessed max-area CT slice, the map over it."""
+    figure = _figure(2.8 * len(examples) + 0.4, 3.2)
+    axes_list = np.atleast_1d(figure.subplots(1, len(examples), squeeze=False)[0])
+    image = None
+    for axes, (label, pixels, heat) in zip(axes_list, examples):
+        axes.imshow(pixels, cmap="gray")
+        image = axes.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        axes.set_title(label, fontsize=8)
+        axes.set_axis_off()
+    figure.suptitle(title, fontsize=9)
+    if image is not None:
+        figure.colorbar(image, ax=list(axes_list), shrink=0.8, label="Grad-CAM")
+    return figure

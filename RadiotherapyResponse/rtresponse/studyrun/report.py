@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_directory, write_text
 from . import figures
-from .schema import analysis_sets, expand_features
+from .schema import TRAINED_PROTOCOLS, analysis_sets, expand_features
 from .steps import NOT_SUPPORTED
 
 TEMPLATE = "report.html.j2"
@@ -199,6 +199,7 @@ def methods_paragraph(study: Mapping, analysis: Mapping, summary: Mapping, sets:
 def _roc_and_calibration(predictions, writer: _Writer, stem: str, title: str, dpi: int) -> dict:
     import pandas as pd
 
+    from ..errors import InputError
     from ..evaluation import delong_auc_ci, roc_curve_points
 
     curves, rows, calibration, cal_rows = {}, [], {}, []
@@ -206,7 +207,11 @@ def _roc_and_calibration(predictions, writer: _Writer, stem: str, title: str, dp
         y, p = table["y"].to_numpy(), table["probability"].to_numpy()
         if len(set(y)) < 2:
             continue
-        auc, low, high = delong_auc_ci(y, p)
+        try:
+            auc, low, high = delong_auc_ci(y, p)
+        except InputError:  # one patient in a class (a small test set): the AUC without its CI
+            auc, low, high = float(np.mean((p[y == 1][:, None] > p[y == 0]) + 0.5 * (p[y == 1][:, None] == p[y == 0]))), \
+                float("nan"), float("nan")
         fpr, tpr, _ = roc_curve_points(y, p)
         curves[f"{model}: AUC {auc:.2f} ({low:.2f}–{high:.2f})"] = (fpr, tpr)
         probability = bool(np.all((p >= 0) & (p <= 1)))
@@ -243,10 +248,11 @@ def _analysis_section(study, analysis, step, writer: _Writer, labels, weights, d
     section = {"name": name, "id": f"analysis-{stem}", "protocol": analysis["protocol"], "outcome": analysis["outcome"],
                "status": step.status if step else "not run", "message": step.message if step else ""}
     if step is None or not step.ok:
-        if analysis["protocol"] not in ("bootstrap", "split"):
-            section["methods"] = (f"Protocol '{analysis['protocol']}' ({'residual-tumour classifiers per regimen' if analysis['protocol'] == 'residual' else 'PET/CT 3D U-Net recurrence volumes'}) "
-                                  "is part of the study file but not run by `rtresponse study run` yet.")
         return section
+    if analysis["protocol"] in TRAINED_PROTOCOLS:
+        from .report_methods import trained_section
+
+        return trained_section(study, analysis, step, writer, section)
     folder = step.path
     summary = step.summary
     sets = analysis_sets(study, analysis)

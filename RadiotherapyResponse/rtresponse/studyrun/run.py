@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
-from .schema import analysis_sets, expand_features
+from .schema import TRAINED_PROTOCOLS, analysis_sets, expand_features
 from .steps import COMPUTED, FAILED, NOT_SUPPORTED, REUSED, SKIPPED, Step, StepCache
 
 MARKER = ".rtresponse-study.json"
@@ -211,11 +211,11 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     # analyses
     for analysis in study["analyses"]:
         name = analysis["name"]
+        if analysis["protocol"] in TRAINED_PROTOCOLS:
+            _trained_analysis(cache, analysis, cohort, cohort_step, feature_steps, seed, device, bar, closing)
+            continue
         if analysis["protocol"] not in RUN_PROTOCOLS:
-            tool = "rtresponse residual train / evaluate" if analysis["protocol"] == "residual" \
-                else "rtresponse recurrence train / evaluate"
-            cache.note("analysis", name, NOT_SUPPORTED,
-                       f"protocol '{analysis['protocol']}' is not run by `study run` yet; run {tool}")
+            cache.note("analysis", name, NOT_SUPPORTED, f"protocol '{analysis['protocol']}' is not run by `study run`")
             continue
         names = analysis_sets(study, analysis)
         outcome_name = analysis["outcome"]
@@ -287,6 +287,51 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     result.seconds = round(time.monotonic() - start, 3)
     _write_run_record(result)
     return result
+
+
+def _trained_analysis(cache: StepCache, analysis: dict, cohort, cohort_step: Step, feature_steps: dict, seed: int,
+                      device: str, bar, closing) -> Step:
+    """An i3d, residual or recurrence analysis (:mod:`.methods`): keyed by its settings (weights 'auto' resolved),
+    its seed, the device, the cohort and the handcrafted feature step it compares with (i3d)."""
+    from ..settings import resolve_device
+    from . import methods
+
+    device = resolve_device(device)
+    protocol, name = analysis["protocol"], analysis["name"]
+    settings = {k: v for k, v in analysis.items() if k not in ("name", "seed", "feature_sets", "combine", "selectors",
+                                                               "classifiers", "k", "n_bootstrap", "forward",
+                                                               "cv_folds", "cv_folds_roc")}
+    own = dict(settings[protocol])
+    network = {"i3d": "resnet50", "residual": own.get("network")}.get(protocol)
+    if "weights" in own:
+        own["weights"] = methods.resolved_weights(own["weights"], network)
+        if Path(own["weights"]).is_file():
+            from ..cohort import file_fingerprint
+
+            own["weights_file"] = file_fingerprint([own["weights"]])
+    settings[protocol] = own
+    settings.update(seed=analysis["seed"] if analysis["seed"] is not None else seed, device=device)
+    inputs: dict = {"cohort": cohort_step.key}
+    handcrafted = own.get("handcrafted")
+    if handcrafted is not None:
+        step = feature_steps.get(handcrafted)
+        if step is None or not step.ok:
+            return cache.note("analysis", name, SKIPPED, f"needs features {handcrafted}, which failed")
+        inputs[handcrafted] = step.key
+
+    def compute(folder: Path) -> dict:
+        callback = bar(f"analysis {name} ({protocol}, epochs)")
+        try:
+            if protocol == "i3d":
+                return methods.run_i3d(analysis, cohort, folder, settings["seed"], device,
+                                       None if handcrafted is None else feature_steps[handcrafted].path
+                                       / "features.csv", callback)
+            run = methods.run_residual if protocol == "residual" else methods.run_recurrence
+            return run(analysis, cohort, folder, settings["seed"], device, callback)
+        finally:
+            closing(callback)
+
+    return cache.run("analysis", name, settings, inputs, compute)
 
 
 def _report_key(result: StudyRun) -> str:

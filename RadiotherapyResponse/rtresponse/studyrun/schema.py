@@ -158,6 +158,50 @@ def _drop_other_kinds(study: dict) -> None:
                 del entry[key]
 
 
+PROTOCOL_SETTINGS = ("i3d", "residual", "recurrence")  # analysis fields of one protocol each (x-protocols)
+TRAINED_PROTOCOLS = PROTOCOL_SETTINGS  # protocols that train networks through the method's library (not the grid)
+
+
+def _protocol_settings(study: dict, raw: dict) -> None:
+    """Each analysis keeps the settings object of its own protocol, every default filled in; an object given for
+    another protocol is refused; the outcome is required except by the recurrence protocol."""
+    analyses = _schema_cached()["properties"]["analyses"]["items"]["properties"]
+    given = raw.get("analyses") if isinstance(raw.get("analyses"), list) else []
+    for i, analysis in enumerate(study["analyses"]):
+        entry = given[i] if i < len(given) and isinstance(given[i], dict) else {}
+        for key in PROTOCOL_SETTINGS:
+            if key != analysis["protocol"]:
+                if entry.get(key) is not None:
+                    raise InputError(f"analyses[{i}].{key}: a setting of protocol {key} (this analysis' protocol is "
+                                     f"{analysis['protocol']})")
+                analysis.pop(key, None)
+            elif analysis[key] is None:
+                analysis[key] = validate({}, analyses[key], f"analyses[{i}].{key}")
+        if analysis["outcome"] is None and analysis["protocol"] != "recurrence":
+            raise InputError(f"analyses[{i}].outcome: required field is missing (only protocol recurrence, whose "
+                             "label is a mask, has none)")
+        if analysis["protocol"] == "residual":
+            from ..features.deep2d.catalogue import load_catalogue
+
+            known = load_catalogue()
+            if analysis["residual"]["network"] not in known:
+                raise InputError(f"analyses[{i}].residual.network: unknown network "
+                                 f"'{analysis['residual']['network']}' (known: {', '.join(sorted(known))})")
+            if analysis["residual"]["counterfactual"] is not None and len(analysis["residual"]["counterfactual"]) != 2:
+                raise InputError(f"analyses[{i}].residual.counterfactual: two outcome names (under CCRT, under "
+                                 "IC+CCRT), or null")
+        if analysis["protocol"] == "i3d":
+            for key, n in (("spacing", 3), ("shape", 3)):
+                if len(analysis["i3d"][key]) != n:
+                    raise InputError(f"analyses[{i}].i3d.{key}: {n} numbers (x, y, z)")
+        if analysis["protocol"] == "recurrence":
+            settings = analysis["recurrence"]
+            if len(settings["box"]) != 3 or any(side % 16 for side in settings["box"]):
+                raise InputError(f"analyses[{i}].recurrence.box: 3 sides (x, y, z), each divisible by 16")
+            if len(settings["channels"]) != 6:
+                raise InputError(f"analyses[{i}].recurrence.channels: 6 feature counts")
+
+
 def check_references(study: dict) -> None:
     """Names unique; every analysis' feature sets exist; exactly one cohort source."""
     cohort = study["cohort"]
@@ -189,6 +233,12 @@ def check_references(study: dict) -> None:
                                      f"(features: {', '.join(sorted(available)) or 'none'})")
         if analysis["protocol"] in ("bootstrap", "split") and not sets:
             raise InputError(f"analyses[{i}].feature_sets: the study has no features")
+        hcr = (analysis.get("i3d") or {}).get("handcrafted")
+        if hcr is not None:
+            kinds = {s["name"]: s["kind"] for s in sets}
+            if kinds.get(hcr) != "handcrafted":
+                raise InputError(f"analyses[{i}].i3d.handcrafted: no handcrafted feature set '{hcr}' (handcrafted "
+                                 f"sets: {', '.join(n for n, k in kinds.items() if k == 'handcrafted') or 'none'})")
 
 
 def analysis_sets(study: dict, analysis: dict) -> list[str]:
@@ -208,6 +258,7 @@ def check(data: Any, label: str = "study file") -> dict:
         study = validate(data)
         _check_kinds(study, data)
         _drop_other_kinds(study)
+        _protocol_settings(study, data)
         check_references(study)
     except InputError as error:
         raise InputError(f"{label}: {error}") from None
@@ -236,6 +287,10 @@ def load_study(path: str | os.PathLike) -> dict:
         weights = entry.get("weights")
         if entry["kind"] == "deep2d" and weights not in ("imagenet", "random", "auto"):
             entry["weights"] = str((base / weights).resolve())
+    for analysis in study["analyses"]:
+        settings = analysis.get(analysis["protocol"])
+        if isinstance(settings, dict) and settings.get("weights") not in (None, "imagenet", "random", "auto"):
+            settings["weights"] = str((base / settings["weights"]).resolve())
     return study
 
 
