@@ -72,12 +72,13 @@ def test_the_command_writes_a_map_per_patient_on_its_grid_with_provenance(tiny_c
     assert main(["gradcam", "--manifest", str(manifest), "--image", "CT", "--mask", "GTVp", *NETWORK,
                  "--progress", "none", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"wrote {out}: 1 Grad-CAM map(s) of 2 patient(s); 1 failed" in captured.out
+    assert f"wrote {out}: 1 Grad-CAM map(s) of 2 patient(s) with 1 PNG preview(s); 1 failed" in captured.out
     assert "P2: patient P2, column mask_GTVp: mask is empty" in captured.err and "testing only" in captured.err
     table = pd.read_csv(out / "gradcam.csv", index_col="patient_id", keep_default_na=False)
     assert table.to_dict("index") == {
-        "P1": {"file": "P1_gradcam.nrrd", "weights": "random (seed 0)", "status": "ok"},
-        "P2": {"file": "", "weights": "random (seed 0)", "status": "patient P2, column mask_GTVp: mask is empty"}}
+        "P1": {"file": "P1_gradcam.nrrd", "preview": "P1_gradcam.png", "weights": "random (seed 0)", "status": "ok"},
+        "P2": {"file": "", "preview": "", "weights": "random (seed 0)",
+               "status": "patient P2, column mask_GTVp: mask is empty"}}
     heat = read_image(out / "P1_gradcam.nrrd")
     assert (heat.GetSize(), heat.GetSpacing(), heat.GetOrigin()) == (ct.GetSize(), ct.GetSpacing(), ct.GetOrigin())
     values = sitk.GetArrayFromImage(heat)
@@ -88,7 +89,60 @@ def test_the_command_writes_a_map_per_patient_on_its_grid_with_provenance(tiny_c
     record = provenance.read(out)
     assert record["command"][:2] == ["rtresponse", "gradcam"] and record["weights"] == {"weights": "random", "seed": 0}
     assert record["network"]["name"] == "resnet18" and record["target"].startswith("the strongest output unit")
-    assert sorted(record["files"]) == ["P1_gradcam.nrrd", "gradcam.csv"]
+    assert sorted(record["files"]) == ["P1_gradcam.nrrd", "P1_gradcam.png", "gradcam.csv"]
+    assert_preview_shows_the_map_and_the_contour(out / "P1_gradcam.png")
+
+
+def assert_preview_shows_the_map_and_the_contour(path):
+    """A PNG (by its signature) of a colour map over a gray slice, with the GTV's contour in lime green."""
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rgb = imread(path)[..., :3]
+    assert rgb.shape[0] >= 400 and rgb.shape[1] >= 400
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    assert (spread > 0.3).mean() > 0.1  # much of it is coloured (the map), not gray
+    lime = (rgb[..., 1] > 0.8) & (rgb[..., 0] < 0.3) & (rgb[..., 2] < 0.3)
+    assert lime.sum() > 50  # the contour
+
+
+def test_no_preview_writes_maps_only(tiny_cohort, tmp_path, capsys):
+    manifest, _, _ = tiny_cohort
+    out = tmp_path / "maps"
+    assert main(["gradcam", "--manifest", str(manifest), "--image", "CT", "--mask", "GTVp", "--patient", "P1",
+                 *NETWORK, "--no-preview", "--progress", "none", "--out", str(out)]) == 0
+    assert "PNG preview" not in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "P1_gradcam.nrrd", "gradcam.csv", "provenance.json"]
+    assert pd.read_csv(out / "gradcam.csv", keep_default_na=False)["preview"].tolist() == [""]
+
+
+def test_the_preview_is_the_slice_the_network_saw_with_the_map_and_the_gtv(tiny_cohort):
+    """The figure: the network's input (cropped, windowed, masked) in gray, the map over it with alpha, the GTV's
+    contour where the mask is on that slice, a title naming patient, network and whether the weights are random."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rtresponse import previews
+    from rtresponse.imaging import tumour_slices
+
+    manifest, ct, gtv = tiny_cohort
+    gtv.CopyInformation(ct)
+    crop = tumour_slices(ct, gtv)[0]
+    inside = previews.mask_on_crop(gtv, crop)
+    assert inside.shape == crop.pixels.shape and inside.sum() > 100
+    assert not crop.pixels[~inside].any()  # context mask: the network saw nothing outside the GTV
+    heat = np.linspace(0, 1, crop.pixels.size, dtype=np.float32).reshape(crop.pixels.shape)
+    figure = previews.gradcam_figure(crop.pixels, heat, inside, crop.grid_spacing_mm, "P1", "resnet18",
+                                     "random (seed 0)", "slice 5")
+    assert isinstance(figure.canvas, FigureCanvasAgg)
+    axes = figure.axes[0]
+    assert axes.get_title() == "P1: Grad-CAM of resnet18\nRANDOM weights (seed 0): for testing only"
+    gray, shown = axes.get_images()
+    np.testing.assert_array_equal(gray.get_array(), crop.pixels)
+    assert shown.get_alpha() == previews.MAP_ALPHA and shown.get_cmap().name == previews.MAP_COLOURS
+    assert len(axes.collections) >= 1  # the contour
+    real = previews.gradcam_figure(crop.pixels, heat, None, 1.0, "P1", "resnet18", "imagenet: file r.pth sha256 ab")
+    assert real.axes[0].get_title().endswith("real weights: imagenet: file r.pth sha256 ab")
 
 
 @pytest.mark.parametrize("change, words", [
@@ -116,7 +170,7 @@ def test_bad_input_gives_one_error_line_and_no_output(tiny_cohort, tmp_path, cap
 def test_gradcam_arguments_share_the_deep_feature_options():
     network = ["--model", "resnet18", "--weights", "/w/my.pth", "--device", "cuda", "--weights-folder", "/weights"]
     assert gradcamjob.gradcamArguments("M.csv", "OUT", "resnet18", "/w/my.pth", "cuda", "/weights") == \
-        ["gradcam", "--manifest", "M.csv", "--image", "image", "--mask", "GTV", *network, "--out", "OUT"]
+        ["gradcam", "--manifest", "M.csv", "--image", "image", "--mask", "GTV", *network, "--no-preview", "--out", "OUT"]
     assert featurejobs.deepArguments("M.csv", "F.csv", "resnet18", "/w/my.pth", "cuda", "/weights")[9:] == \
         [*network, "--no-zscore", "--out", "F.csv"]
 

@@ -24,9 +24,10 @@ PROVENANCE_ATTRIBUTE = "rtresponse.provenance"
 
 
 def gradcamArguments(manifest, out, model: str, weights, device: str, weightsFolder) -> list[str]:
-    """``rtresponse gradcam`` on the exported segments (``weights``: "imagenet", a file, or None for random)."""
+    """``rtresponse gradcam`` on the exported segments (``weights``: "imagenet", a file, or None for random); no PNG
+    previews: the maps are shown in the slice views (and Slicer's Python need not have Matplotlib)."""
     return ["gradcam", "--manifest", str(manifest), "--image", featurejobs.IMAGE, "--mask", featurejobs.MASK,
-            *featurejobs.networkArguments(model, weights, device, weightsFolder), "--out", str(out)]
+            *featurejobs.networkArguments(model, weights, device, weightsFolder), "--no-preview", "--out", str(out)]
 
 
 @dataclass

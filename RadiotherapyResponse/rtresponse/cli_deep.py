@@ -19,7 +19,7 @@ DEEP_OPTIONS = ("model", "weights", "device", "batch_size", "amp", "top_k", "con
 # handcrafted-only options of `features` (left out of a deep2d run's provenance)
 HANDCRAFTED_OPTIONS = ("preset", "params", "perturbations")
 IMPLAUSIBLE_RATE = 0.1  # a regression-rate threshold above 10 %/day (0.1 per day) is most likely a percentage
-GRADCAM_TABLE = "gradcam.csv"  # in the gradcam command's folder: patient_id, file, weights, status
+GRADCAM_TABLE = "gradcam.csv"  # in the gradcam command's folder: patient_id, file, preview, weights, status
 
 
 def _weights(value: str):
@@ -112,7 +112,8 @@ def deep_features(args, progress) -> "tuple":
 
 
 def _map_file(pid: str, taken: set) -> str:
-    """``<patient>_gradcam.nrrd``, the patient id made safe as a file name and unique among ``taken`` (lower case)."""
+    """``<patient>_gradcam.nrrd``, the patient id made safe as a file name and unique among ``taken`` (lower case);
+    its preview is the same name ending ``.png``."""
     base = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(pid)) or "patient"
     name, n = f"{base}_gradcam.nrrd", 1
     while name.lower() in taken:
@@ -122,11 +123,23 @@ def _map_file(pid: str, taken: set) -> str:
     return name
 
 
+def _check_preview(args) -> None:
+    """Previews need Matplotlib: say so before any computing (or --no-preview)."""
+    if args.no_preview:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RTResponseError("the PNG previews need Matplotlib (pip install matplotlib); or pass --no-preview") \
+            from None
+
+
 def _gradcam(args) -> int:
     """``rtresponse gradcam``: a Grad-CAM map per patient (NRRD on the patient's image grid) and gradcam.csv."""
     import pandas as pd
 
     from . import provenance
+    from .atomic import atomic_path
     from .cohort import load_manifest
     from .features.deep2d import gradcam_cohort, model_spec, weights_provenance
     from .features.deep2d.extraction import device_record, network_record, weights_column
@@ -134,42 +147,67 @@ def _gradcam(args) -> int:
     from .progress import Bar
     from .settings import resolve_device
 
+    _check_preview(args)
     spec, weights = model_spec(args.model), _weights(args.weights)
     provenance.note(args, "unused", [] if weights is None else ["seed"])
-    bar, rows, taken = Bar("computing Grad-CAM maps"), [], set()
+    cohort = load_manifest(args.manifest)
+    bar, rows, taken, seen, record = Bar("computing Grad-CAM maps"), [], set(), {}, {}
+
+    def keep(pid, image, crop, values):  # what the network saw, for the preview
+        seen[pid] = (image, crop, values)
+
     try:
         for pid, heat, status in gradcam_cohort(
-                load_manifest(args.manifest), image=args.image, mask=args.mask, model=spec.name, weights=weights,
+                cohort, image=args.image, mask=args.mask, model=spec.name, weights=weights,
                 target=args.unit, device=args.device, size_mm=args.size_mm, level=args.level, width=args.width,
                 context=args.context, seed=args.seed, weights_folder=args.weights_folder, patients=args.patient,
-                progress=bar):
+                progress=bar, on_map=None if args.no_preview else keep):
             file = _map_file(pid, taken) if heat is not None else ""
+            preview = ""
             if heat is not None:
                 write_image(heat, args.out / file)
-            rows.append({"patient_id": pid, "file": file, "status": status})
+                if pid in seen:
+                    if not record:  # the network is built by now: its weights file exists
+                        record.update(weights_provenance(spec, weights, args.seed, args.weights_folder))
+                    preview = _write_preview(args, cohort, pid, *seen.pop(pid), spec.name,
+                                             weights_column(record), args.out / file.replace(".nrrd", ".png"))
+            rows.append({"patient_id": pid, "file": file, "preview": preview, "status": status})
     finally:
         bar.close()
-    table = pd.DataFrame(rows, columns=["patient_id", "file", "status"]).set_index("patient_id")
+    table = pd.DataFrame(rows, columns=["patient_id", "file", "preview", "status"]).set_index("patient_id")
     failed = table[table["status"] != "ok"]
     if len(failed) == len(table):
         raise RTResponseError(f"no Grad-CAM map could be made: {failed['status'].iloc[0]}" if len(table)
                               else "no patient in the manifest")
-    record = weights_provenance(spec, weights, args.seed, args.weights_folder)
-    table.insert(1, "weights", weights_column(record))
+    record = record or weights_provenance(spec, weights, args.seed, args.weights_folder)
+    table.insert(2, "weights", weights_column(record))
     provenance.note(args, "network", network_record(spec))
     provenance.note(args, "weights", record)
     provenance.note(args, "device", device_record(resolve_device(args.device)))
     provenance.note(args, "target", "the strongest output unit of each slice" if args.unit is None
                     else f"output unit {args.unit}")
-    table.to_csv(args.out / GRADCAM_TABLE)
-    print(f"wrote {args.out}: {len(table) - len(failed)} Grad-CAM map(s) of {len(table)} patient(s); "
-          f"{len(failed)} failed")
+    with atomic_path(args.out / GRADCAM_TABLE) as tmp:
+        table.to_csv(tmp)
+    previews = int((table["preview"] != "").sum())
+    print(f"wrote {args.out}: {len(table) - len(failed)} Grad-CAM map(s) of {len(table)} patient(s)"
+          + (f" with {previews} PNG preview(s)" if previews else "") + f"; {len(failed)} failed")
     for pid, status in failed["status"].items():
         print(f"  {pid}: {status}", file=sys.stderr)
     if weights is None:
         print(f"rtresponse: warning: {table['weights'].iloc[0]} weights: maps for testing only, not for analysis",
               file=sys.stderr)
     return 0
+
+
+def _write_preview(args, cohort, pid, image, crop, values, network: str, weights_label: str, path: Path) -> str:
+    """OUT/<patient>_gradcam.png: the slice as the network saw it, the map, the GTV's contour; its file name."""
+    from .previews import write_gradcam_preview
+
+    gtv = cohort.read_mask(pid, args.mask, image=args.image, reference=image)
+    detail = (f"slice {crop.slice_index} of the {crop.grid_spacing_mm:g} mm grid; window {args.level:g}/"
+              f"{args.width:g} HU; context {args.context}")
+    write_gradcam_preview(path, crop, values, gtv, pid, network, weights_label, detail)
+    return path.name
 
 
 def rate_text(rate: float) -> str:
@@ -252,8 +290,10 @@ def add_commands(commands) -> None:
         "gradcam", help="Grad-CAM maps of a deep-feature network on each patient's max-area GTV slice",
         description="For every patient of a manifest (or each --patient): where the network of `features --kind "
                     "deep2d` looks on the largest GTV slice (Grad-CAM, values 0..1, on that slice of the patient's "
-                    "image grid, 0 elsewhere). Writes OUT/<patient>_gradcam.nrrd per patient and OUT/gradcam.csv "
-                    "(patient_id, file, weights, status: 'ok' or why that patient has no map).")
+                    "image grid, 0 elsewhere). Writes OUT/<patient>_gradcam.nrrd per patient, a PNG preview "
+                    "OUT/<patient>_gradcam.png (the slice as the network saw it, the map over it, the GTV's contour, "
+                    "the network and whether its weights are real or random) and OUT/gradcam.csv (patient_id, "
+                    "file, preview, weights, status: 'ok' or why that patient has no map).")
     gradcam.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
     gradcam.add_argument("--image", required=True, help="image name (the NAME of an image_NAME column; the CT)")
     gradcam.add_argument("--mask", required=True, help="mask name (the NAME of a mask_NAME column)")
@@ -262,6 +302,8 @@ def add_commands(commands) -> None:
                          help="explain this output unit (0-999; default the strongest unit of each slice)")
     gradcam.add_argument("--seed", type=options.SEED, default=0, help="random seed of --weights random (default 0)")
     add_network_options(gradcam.add_argument_group("network and preprocessing (as features --kind deep2d)"))
+    gradcam.add_argument("--no-preview", action="store_true",
+                         help="no PNG previews (default: OUT/<patient>_gradcam.png per map; needs Matplotlib)")
     gradcam.add_argument("--out", required=True, type=Path, help="output folder")
     gradcam.set_defaults(func=_gradcam)
     writes(gradcam, Output("out", FOLDER))

@@ -160,11 +160,14 @@ def gradcam_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
                    device: str = "auto", size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
                    context: str = "mask", seed: int = 0, weights_folder=None, patients: Sequence[str] | None = None,
                    progress: Callable[[int, int], None] | None = None,
+                   on_map: Callable[[str, "sitk.Image", SliceCrop, np.ndarray], None] | None = None,
                    ) -> Iterator[tuple[str, "sitk.Image | None", str]]:
     """(patient id, Grad-CAM volume on the patient's image grid or None, status) for each patient of the cohort
     (or of ``patients``), one at a time: a patient whose image or mask fails gets None and the reason ("ok"
     otherwise), the others go on. The network is built once, before any patient (missing weights fail there).
-    ``progress(done, total)`` before the first patient and after each."""
+    ``progress(done, total)`` before the first patient and after each. ``on_map(patient id, image, slice, map)``
+    is called before a patient's map is yielded with what the network saw (the preprocessed :class:`SliceCrop`) and
+    its (size, size) map in [0, 1] (previews are drawn from them)."""
     check_columns(cohort, image, mask)
     _check_options(size_mm, level, width, context, 1)
     ids = cohort.patient_ids
@@ -184,7 +187,10 @@ def gradcam_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
         except InputError as error:
             heat, status = None, str(error)
         else:
-            heat, status = crop_map_to_image(explain(crops[0]), crops[0], ct), "ok"
+            values = explain(crops[0])
+            heat, status = crop_map_to_image(values, crops[0], ct), "ok"
+            if on_map is not None:
+                on_map(pid, ct, crops[0], values)
         if progress:
             progress(done, len(ids))
         yield pid, heat, status
