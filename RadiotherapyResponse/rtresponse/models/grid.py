@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
+from ..errors import InputError
 from .classifiers import PAPER_CLASSIFIERS, make_classifier
 
 PAPER_SELECTORS = ("chi2", "wilcoxon", "nca", "relieff", "inffs")
@@ -158,22 +158,22 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
     from ..evaluation.bootstrap import bootstrap_indices
 
     subsets = _undersampled(y, undersample, random_state)
-    tasks = []  # (subset number, selector, classifier, arguments)
-    data = []   # (X, y, draws) of each subset: shared by its cells
-    first_indices = None
-    for subset_number, subset in enumerate(subsets):
+    data = []   # (X, y, draws) of each subset: shared by its rankings and cells
+    for subset in subsets:
         Xs, ys = X.iloc[subset], y[subset]
-        draws = bootstrap_indices(ys, n_bootstrap, random_state)
-        first_indices = draws if first_indices is None else first_indices
-        data.append((Xs, ys, draws))
-        for selector_name in selectors:
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("grid evaluation cancelled")
-            top = ranked_features(selector_name, Xs, ys, k, random_state) if selection == "paper" else list(X.columns)
-            for classifier_name in classifiers:
-                tasks.append((subset_number, selector_name, classifier_name,
-                              (subset_number, selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
-                               random_state, 1 if runner.parallel else n_jobs)))
+        data.append((Xs, ys, bootstrap_indices(ys, n_bootstrap, random_state)))
+    first_indices = data[0][2]
+    pairs = [(subset_number, selector_name) for subset_number in range(len(subsets)) for selector_name in selectors]
+    if selection == "paper":
+        tops = _rank(pairs, runner, data, k, random_state, should_cancel)
+    else:
+        tops = [list(X.columns)] * len(pairs)
+    tasks = []  # (subset number, selector, classifier, arguments)
+    for (subset_number, selector_name), top in zip(pairs, tops):
+        for classifier_name in classifiers:
+            tasks.append((subset_number, selector_name, classifier_name,
+                          (subset_number, selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
+                           random_state, 1 if runner.parallel else n_jobs)))
     results = _run_cells(tasks, runner, data, progress, should_cancel, cell_cache)
     rows, per_bootstrap = [], {}
     for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
@@ -192,6 +192,29 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
         table = table.drop(columns="subset")
     return GridResult(table=table, per_bootstrap={key: np.concatenate(v) for key, v in per_bootstrap.items()},
                       indices=first_indices)
+
+
+# relative cost of ranking, for longest-first scheduling (nca's optimisation dominates on many features)
+_RANK_COST = {"nca": 100.0, "inffs": 5.0, "chi2": 2.0}
+
+
+def _rank_task(subset_number: int, selector_name: str, k: int, random_state, *, subsets) -> list:
+    """One selector's ranking as a task. One BLAS thread wherever it runs: a ranking computed with another
+    thread count can differ in the last bits, and with it a tie between two features."""
+    from threadpoolctl import threadpool_limits
+
+    Xs, ys, _ = subsets[subset_number]
+    with threadpool_limits(1):
+        return ranked_features(selector_name, Xs, ys, k, random_state)
+
+
+def _rank(pairs: list, runner, data: list, k: int, random_state, should_cancel) -> list:
+    """Each (subset, selector)'s top features, ranked in parallel (costliest first) where the runner is."""
+    order = sorted(range(len(pairs)), key=lambda i: -_RANK_COST.get(pairs[i][1], 1.0))
+    return runner.map(_rank_task, [(subset_number, selector_name, k, random_state)
+                                   for subset_number, selector_name in pairs],
+                      shared={"subsets": data}, order=order, should_cancel=should_cancel,
+                      cancelled="grid evaluation cancelled")
 
 
 def _run_cells(tasks: list, runner, data: list, progress, should_cancel, cell_cache=None) -> list:
