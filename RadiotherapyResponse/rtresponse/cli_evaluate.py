@@ -54,6 +54,7 @@ def _feature_sets(args, cohort) -> dict:
         provenance.note(args, "robustness", {"table": str(args.robust_from),
                                              "sha256": provenance.sha256_file(args.robust_from),
                                              "rule": f"ICC(A,1) > {args.icc:g}", "sets": counts})
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         table.to_csv(Path(args.out) / "robustness.csv", index=False)
         for name, count in counts.items():
             untested = f", {count['untested']} not in the table kept" if count["untested"] else ""
