@@ -157,6 +157,31 @@ def test_an_interrupted_evaluation_resumes_with_only_the_unfinished_cells(study,
     assert record["resumed"] == {"cells_reused": 3, "cells_computed": 5}
 
 
+def test_resumed_with_parallel_workers_the_same_results(study, monkeypatch, capsys):
+    """--jobs 2 (joblib's threads here, as inside Slicer, to spare the test process starts): each cell is kept as it
+    finishes, in this process, and a resumed parallel run gives the same results."""
+    import rtresponse.execution
+
+    assert _evaluate(study, "whole", "--outcome", "response") == 0
+    monkeypatch.setattr(rtresponse.execution, "in_slicer", lambda: True)
+    put = CellCache.put
+
+    def put_then_stop(self, *args):  # Ctrl-C here, in this process, once the second cell is kept
+        put(self, *args)
+        if self.computed == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(CellCache, "put", put_then_stop)
+    assert _evaluate(study, "out", "--outcome", "response", "--jobs", "2") == 130
+    assert len(_whole_lines(study / "out" / PARTIAL / CELLS)) == 1 + 2
+    monkeypatch.setattr(CellCache, "put", put)
+    calls = _counting(monkeypatch)
+    assert _evaluate(study, "out", "--outcome", "response", "--resume", "--jobs", "2") == 0
+    assert len(calls) == 2
+    assert "resumed: 2 grid cell(s) taken from the interrupted run, 2 computed" in capsys.readouterr().out
+    assert (study / "out" / "results.csv").read_bytes() == (study / "whole" / "results.csv").read_bytes()
+
+
 def test_other_settings_reuse_nothing_and_say_so(study, monkeypatch, capsys):
     _counting(monkeypatch, stop_after=2)
     assert _evaluate(study, "out", "--outcome", "response") == 130
