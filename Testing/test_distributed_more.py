@@ -101,3 +101,67 @@ def test_labels_on_the_cluster_equal_one_process_also_from_the_command_line(clie
     assert main(common + ["--out", str(tmp_path / "here.csv")]) == 0
     assert main(common + ["--scheduler", client.scheduler.address, "--out", str(tmp_path / "there.csv")]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "here.csv"), pd.read_csv(tmp_path / "there.csv"))
+
+
+# ------------------------------------------------------------------ recurrence and residual prediction
+
+def _same_results(one: list, other: list) -> None:
+    assert [r["patient_id"] for r in one] == [r["patient_id"] for r in other]
+    for mine, theirs in zip(one, other):
+        assert mine.keys() == theirs.keys() and mine["problem"] == theirs["problem"]
+        for key, value in mine.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, theirs[key])
+            else:
+                assert value == theirs[key], key
+
+
+def test_recurrence_maps_on_the_cluster_equal_one_process(client, cohort, tmp_path):
+    pytest.importorskip("monai")
+    from rtresponse.recurrence import TrainingConfig, make_unet, save_model
+    from rtresponse.recurrence.study import predict_cohort
+
+    channels = (8, 8, 16, 32, 64, 8)
+    model = save_model(tmp_path / "model.pt", make_unet(channels, seed=0),
+                       {**TrainingConfig(channels=channels).to_dict(), "box_xyz": [32, 32, 16]})
+    one, here = predict_cohort(cohort, model, box_xyz=(32, 32, 16))
+    reported = []
+    spread, there = predict_cohort(cohort, model, box_xyz=(32, 32, 16), execution=client,
+                                   progress=lambda d, t: reported.append(d))
+    _same_results(one, spread)
+    assert [r["patient_id"] for r in one if r["problem"]] == ["P002"]  # isolated, the others have maps
+    assert one[0]["probability"].shape == (16, 32, 32) and reported == list(range(1, 7))
+    assert here == {"kind": "local", "workers": 1} and there["kind"] == "dask"
+
+
+def test_residual_predictions_on_the_cluster_equal_one_process(client, cohort, tmp_path):
+    pytest.importorskip("torch")
+    from rtresponse.residual import Classifier, ClassifierConfig, make_classifier, save_classifier
+    from rtresponse.residual.predict import predict_cohort
+
+    files = {}
+    for regimen, seed in (("CCRT", 1), ("IC+CCRT", 2)):  # random-weight SqueezeNets on 32 px crops
+        config = ClassifierConfig(network="squeezenet", weights=None, input_size=32, regimen=regimen, seed=seed)
+        files[regimen] = save_classifier(tmp_path / f"{seed}.pt", Classifier(make_classifier("squeezenet", weights=None,
+                                                                                             seed=seed), config))
+    options = dict(image="T1", mask="GTVp", gradcam=True, keep_mask=True)
+    one, here = predict_cohort(cohort, files["CCRT"], files["IC+CCRT"], **options)
+    spread, there = predict_cohort(cohort, files["CCRT"], files["IC+CCRT"], **options, execution=client)
+    assert [(pid, problem) for pid, _, problem in one] == [(pid, problem) for pid, _, problem in spread]
+    assert [pid for pid, _, problem in one if problem] == ["P002"]  # isolated, the others predicted
+    for (pid, mine, _), (_, theirs, _) in zip(one, spread):
+        if mine is None:
+            continue
+        assert mine.as_row() == theirs.as_row() and mine.reasoning == theirs.reasoning
+        pd.testing.assert_frame_equal(mine.slices, theirs.slices)
+        for regimen, image in mine.gradcam.items():
+            np.testing.assert_array_equal(sitk_array(image), sitk_array(theirs.gradcam[regimen]))
+        np.testing.assert_array_equal(sitk_array(mine.mask), sitk_array(theirs.mask))
+    assert here == {"kind": "local", "workers": 1} and there["kind"] == "dask"
+
+
+def sitk_array(image):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image)
+

@@ -222,12 +222,16 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from types import SimpleNamespace
+
     import numpy as np
     import SimpleITK as sitk
 
+    from .cli import _Progress
     from .cohort import load_manifest
     from .imageio import write_image
-    from .recurrence import load_model, predict_boxes, prediction_to_image
+    from .recurrence import load_model, prediction_to_image
+    from .recurrence.study import predict_cohort
     from .settings import resolve_device
 
     from . import provenance
@@ -235,18 +239,32 @@ def _predict(args) -> int:
     _ct_pet(args)
     cohort = load_manifest(args.manifest)
     device = resolve_device(args.device)
-    network, settings = load_model(args.model, device)
+    _, settings = load_model(args.model, device)  # its box; the tasks load it where they run
     provenance.note(args, "model", _model_record(args.model))
     provenance.note(args, "positive_class", _positive_class(settings.get("label", "relapse")))
     ids = cohort.known(args.patients)
     args.out.mkdir(parents=True, exist_ok=True)
-    for sample in _samples(args, cohort, ids, "prediction", label=None, box=_box(args, settings)):
-        [probability] = predict_boxes(network, [sample], device)
-        ct = cohort.read_image(sample.patient_id, _ct_pet(args)[0])
-        image = prediction_to_image(probability.astype(np.float32), sample, ct)
-        write_image(image, args.out / f"{sample.patient_id}_probability.nrrd")
-        write_image(sitk.Cast(image >= args.threshold, sitk.sitkUInt8), args.out / f"{sample.patient_id}_relapse.nrrd")
-        print(f"{sample.patient_id}: predicted relapse {np.count_nonzero(probability >= args.threshold)} voxels")
+    ct_name, pet_name = _ct_pet(args)
+    bar = _Progress("predicting patients")
+    try:  # one task per patient (here or on --scheduler's workers), the model loaded once per worker
+        results, where = predict_cohort(cohort, args.model, ids, ct_name, pet_name, args.gtv, args.brain,
+                                        _box(args, settings), device, progress=bar,
+                                        execution=args.scheduler or None)
+    finally:
+        bar.close()
+    provenance.note(args, "execution", where)
+    for result in results:
+        if result["problem"] is not None:
+            print(f"  skipped {result['problem']}", file=sys.stderr)
+    _pet_warnings(args, [SimpleNamespace(warnings=r["warnings"]) for r in results if r["problem"] is None])
+    for result in results:
+        if result["problem"] is not None:
+            continue
+        pid, probability = result["patient_id"], result["probability"]
+        image = prediction_to_image(probability, SimpleNamespace(crop=result["crop"]), cohort.read_image(pid, ct_name))
+        write_image(image, args.out / f"{pid}_probability.nrrd")
+        write_image(sitk.Cast(image >= args.threshold, sitk.sitkUInt8), args.out / f"{pid}_relapse.nrrd")
+        print(f"{pid}: predicted relapse {np.count_nonzero(probability >= args.threshold)} voxels")
     return 0
 
 
@@ -311,5 +329,8 @@ def add_commands(commands) -> None:
     predict.add_argument("--patients", nargs="+", help="patient ids (default: all)")
     predict.add_argument("--threshold", type=options.PROBABILITY, default=0.5,
                          help="probability threshold of the mask (default 0.5)")
+    from .cli import add_scheduler_option
+
+    add_scheduler_option(predict, "the patients' maps, one task per patient (the model loaded once per worker): ")
     predict.set_defaults(func=_predict)
     writes(predict, Output("out", FOLDER))

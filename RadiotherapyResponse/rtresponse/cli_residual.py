@@ -219,34 +219,38 @@ def _predict(args) -> int:
     provenance.note(args, "model", models)
     provenance.note(args, "positive_class", ccrt.config.positive_class)
     rows = []
-    if args.image_file:
+    if args.image_file:  # one patient, here
         from .imageio import read_image, read_mask
 
+        provenance.note(args, "unused", ["scheduler"])
         image = read_image(args.image_file)
         mask = read_mask(args.mask_file, segment=args.mask) if args.mask_file else None
-        cases = [(args.patient_id, lambda: (image, mask))]
+        try:
+            cases = [(args.patient_id, predict_patient(image, mask, ccrt, ic, segmenter, args.patient_id, device,
+                                                       gradcam=bool(args.gradcam)), None)]
+        except (RTResponseError, RuntimeError, OSError) as error:
+            cases = [(args.patient_id, None, str(error))]
     else:
         if not args.manifest:
             raise RTResponseError("give --manifest (a cohort) or --image-file (one patient)")
+        from .cli import _Progress
         from .cohort import load_manifest
-        from .residual.study import read_tumour
+        from .residual.predict import predict_cohort
 
         cohort = load_manifest(args.manifest)
-
-        def reader(pid):
-            def read():  # with a segmenter the tumour is segmented, else read from the manifest
-                mr = cohort.read_image(pid, args.image)
-                return mr, (None if segmenter is not None else read_tumour(cohort, pid, args.mask, args.image, mr))
-            return read
-
-        cases = [(pid, reader(pid)) for pid in cohort.known(args.patients)]
-    for pid, read in cases:
-        try:
-            image, mask = read()
-            result = predict_patient(image, mask, ccrt, ic, segmenter, pid, device, gradcam=bool(args.gradcam))
-        except (RTResponseError, RuntimeError, OSError) as error:
-            rows.append({"patient_id": pid, "status": str(error)})
-            print(f"  {pid}: {error}", file=sys.stderr)
+        bar = _Progress("predicting patients")
+        try:  # one task per patient (here or on --scheduler's workers), the models loaded once per worker
+            cases, where = predict_cohort(cohort, args.ccrt, args.ic_ccrt, args.segmenter, cohort.known(args.patients),
+                                          args.image, args.mask, device, gradcam=bool(args.gradcam),
+                                          keep_mask=bool(args.details), progress=bar,
+                                          execution=args.scheduler or None)
+        finally:
+            bar.close()
+        provenance.note(args, "execution", where)
+    for pid, result, problem in cases:
+        if problem is not None:
+            rows.append({"patient_id": pid, "status": problem})
+            print(f"  {pid}: {problem}", file=sys.stderr)
             continue
         rows.append({**result.as_row(), "reasoning": result.reasoning, "status": "ok"})
         if args.gradcam:
@@ -495,6 +499,9 @@ def add_commands(commands) -> None:
                                                       "segmenter's with --segmenter) into this folder")
     predict.add_argument("--out", required=True, type=Path, help="output CSV (a row per patient: probabilities, "
                                                                  "verdicts, recommendation and its reasoning)")
+    from .cli import add_scheduler_option
+
+    add_scheduler_option(predict, "--manifest: one task per patient (the models loaded once per worker): ")
     predict.set_defaults(func=_predict)
     writes(predict, Output("out", FILE), Output("gradcam", FOLDER), Output("details", FOLDER))
 

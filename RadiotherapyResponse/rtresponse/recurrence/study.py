@@ -73,3 +73,67 @@ def compare_methods(samples: Sequence[Sample], fraction: float, network=None, de
             rows.append({"patient_id": sample.patient_id, "method": method,
                          **case_metrics(prediction, sample.label, sample.spacing_zyx)})
     return pd.DataFrame(rows)
+
+
+_MODELS: dict = {}  # this process's model, kept for its next task: {(file, size, time, device): (network, config)}
+
+
+def cached_model(path, device: str = "cpu") -> tuple:
+    """:func:`~.model.load_model`, once per process (a Dask worker or local process loads it for its first task
+    and reuses it; the model is never sent with a task); a changed file (size, time) is loaded anew."""
+    import os
+
+    from .model import load_model
+
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, str(device))
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load_model(path, device)
+    return _MODELS[key]
+
+
+def _predict_task(pid: str, *, cohort, model, ct, pet, gtv, brain, box_xyz, device) -> dict:
+    """One task: a patient's relapse probability in its box (float32), the box and the PET warnings, or its problem.
+    The network pass runs on a fixed torch thread count: the same numbers wherever it runs."""
+    from ..settings import task_torch_threads
+
+    try:
+        sample = prepare_patient(cohort, pid, ct, pet, gtv, None, brain, box_xyz)
+    except InputError as error:
+        return {"patient_id": pid, "problem": str(error)}
+    network, _ = cached_model(model, device)
+    with task_torch_threads():
+        [probability] = predict_boxes(network, [sample], device)
+    return {"patient_id": pid, "probability": probability.astype(np.float32), "crop": sample.crop,
+            "warnings": list(sample.warnings), "problem": None}
+
+
+def predict_cohort(cohort: "Cohort", model, patient_ids: Sequence[str] | None = None, ct: str = "CT",
+                   pet: str = "PET", gtv: str = "GTVp", brain: str | None = None, box_xyz=BOX_XYZ,
+                   device: str = "cpu", progress: Callable[[int, int], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None, execution=None) -> tuple[list[dict], dict]:
+    """Relapse probability maps of a cohort's patients: ([one dict per patient], where it ran).
+
+    Each dict has ``patient_id`` and ``problem`` (None, or why the patient has no map: the others go on) and, for
+    a map, ``probability`` (the box, float32), ``crop`` (where the box lies: :func:`.preprocess.prediction_to_image`
+    pastes it on the CT) and ``warnings``. ``model``: the model file, loaded once per process. One task per
+    patient: ``execution`` (:mod:`rtresponse.execution`; default this process) says where; the maps are the same
+    wherever they are computed. The boxes come back; images are read by the workers from the manifest's paths.
+    """
+    from ..execution import resolve
+
+    ids = list(cohort.patient_ids if patient_ids is None else patient_ids)
+    runner, owned = resolve(execution, 1)
+    try:
+        results = runner.map(_predict_task, [(pid,) for pid in ids],
+                             shared=dict(cohort=cohort, model=str(model), ct=ct, pet=pet, gtv=gtv, brain=brain,
+                                         box_xyz=tuple(box_xyz), device=device),
+                             progress=progress, should_cancel=should_cancel, cancelled="prediction cancelled",
+                             on_lost=lambda i, error: {"patient_id": ids[i],
+                                                       "problem": f"patient {ids[i]}: worker lost ({error})"})
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
+    return results, where

@@ -104,3 +104,70 @@ def _has_voxels(mask: "sitk.Image") -> bool:
     import SimpleITK as sitk
 
     return bool(sitk.GetArrayViewFromImage(mask).any())
+
+
+_MODELS: dict = {}  # this process's models, kept for its next task: {(kind, file, size, time, device): model}
+
+
+def cached_model(kind: str, path, device: str = "cpu"):
+    """The ``kind`` ("classifier" or "segmenter") saved in ``path``, loaded once per process (a Dask worker or local
+    process loads it for its first task; models are never sent with a task); a changed file is loaded anew."""
+    import os
+
+    from .classification import load_classifier
+    from .segmentation import load_segmenter
+
+    stat = os.stat(path)
+    key = (kind, os.path.abspath(path), stat.st_size, stat.st_mtime_ns, str(device))
+    if key not in _MODELS:
+        if len(_MODELS) >= 3:  # both regimens' classifiers and a segmenter at most
+            _MODELS.clear()
+        _MODELS[key] = (load_classifier if kind == "classifier" else load_segmenter)(path, device)
+    return _MODELS[key]
+
+
+def _predict_task(pid: str, *, cohort, image, mask, ccrt, ic_ccrt, segmenter, device, gradcam, keep_mask) -> tuple:
+    """One task: (patient id, its PatientPrediction or None, None or why it has none). Network passes on a fixed
+    torch thread count: the same numbers wherever it runs. The tumour mask is left out unless ``keep_mask``."""
+    from ..errors import RTResponseError
+    from ..settings import task_torch_threads
+    from .study import read_tumour
+
+    models = (cached_model("classifier", ccrt, device), cached_model("classifier", ic_ccrt, device),
+              None if segmenter is None else cached_model("segmenter", segmenter, device))
+    try:
+        mr = cohort.read_image(pid, image)
+        tumour = None if segmenter is not None else read_tumour(cohort, pid, mask, image, mr)
+        with task_torch_threads():
+            result = predict_patient(mr, tumour, *models, pid, device, gradcam=gradcam)
+    except (RTResponseError, RuntimeError, OSError) as error:
+        return pid, None, str(error)
+    if not keep_mask:
+        result.mask = None  # not sent back when nobody writes it
+    return pid, result, None
+
+
+def predict_cohort(cohort, ccrt, ic_ccrt, segmenter=None, patient_ids=None, image: str = "T1", mask: str = "GTVp",
+                   device: str = "cpu", gradcam: bool = False, keep_mask: bool = False, progress=None,
+                   should_cancel=None, execution=None) -> tuple[list, dict]:
+    """:func:`predict_patient` for a cohort's patients: ([(patient id, PatientPrediction or None, problem or None)],
+    where it ran). ``ccrt``, ``ic_ccrt``, ``segmenter``: the model files (loaded once per process; with a
+    segmenter the tumour is segmented, else read as ``mask``). One task per patient, where ``execution``
+    (:mod:`rtresponse.execution`; default this process) says; the predictions are the same wherever they run. A
+    patient that fails gets its problem, the others go on."""
+    from ..execution import resolve
+
+    ids = list(cohort.patient_ids if patient_ids is None else patient_ids)
+    runner, owned = resolve(execution, 1)
+    try:
+        shared = dict(cohort=cohort, image=image, mask=mask, ccrt=str(ccrt), ic_ccrt=str(ic_ccrt),
+                      segmenter=None if segmenter is None else str(segmenter), device=device, gradcam=gradcam,
+                      keep_mask=keep_mask)
+        results = runner.map(_predict_task, [(pid,) for pid in ids], shared=shared, progress=progress,
+                             should_cancel=should_cancel, cancelled="prediction cancelled",
+                             on_lost=lambda i, error: (ids[i], None, f"patient {ids[i]}: worker lost ({error})"))
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
+    return results, where
