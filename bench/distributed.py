@@ -5,19 +5,25 @@ Runs the same handcrafted cohort extraction (a synthetic cohort written once) an
   - local, 1 worker (this process) and local, 2 workers (joblib processes), and
   - a dask.distributed LocalCluster of 1 and of 2 single-threaded worker processes (``--scheduler local-cluster:N``),
 and prints, for each, the median seconds, the speed-up over local with 1 worker, the overhead of Dask over local
-with as many workers, and whether the table is identical to local with 1 worker. The cluster is started before
-the timed runs (its start-up is printed apart) and every configuration has one untimed warm-up run (worker
-imports), so the numbers compare the steady state.
+with as many workers, and whether the table is identical to local with 1 worker.
 
-Usage: python bench/distributed.py [--patients 24] [--preset pyradiomics-default] [--grid-patients 100]
-       [--features 200] [--draws 100] [--repeats 3] [--workers 1 2] [--skip-cohort] [--skip-grid]
-A quick check that it runs: python bench/distributed.py --patients 4 --grid-patients 30 --features 10 --draws 5
---repeats 1. Run it alone on the machine: other load distorts every speed-up.
+Every configuration gets one core per worker: the local 1-worker run is held to one BLAS and one ITK thread (as
+each joblib or Dask worker process is), so "1 worker" means one core everywhere and the speed-up is that of the
+workers, not of threads inside one. The cluster is started before the timed runs (its start-up is printed
+apart), and every configuration first runs a small warm-up job (imports in the worker processes), untimed.
+
+Usage: python bench/distributed.py [--patients 24] [--size 96 96 32] [--perturbations 2]
+       [--preset pyradiomics-default] [--grid-patients 100] [--features 200] [--draws 100] [--repeats 3]
+       [--workers 1 2] [--skip-cohort] [--skip-grid]
+A quick check that it runs: python bench/distributed.py --patients 4 --size 64 64 16 --perturbations 0
+--grid-patients 30 --features 10 --draws 5 --selectors chi2 --classifiers lda nb --repeats 1.
+Run it alone on the machine: other load distorts every speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -38,15 +44,33 @@ from rtresponse.models.grid import run_grid  # noqa: E402
 from rtresponse.sampledata.synthetic import write_cohort  # noqa: E402
 
 
-def _time(run, repeats: int):
-    """(median seconds of ``repeats`` timed runs after one untimed warm-up, the last result)."""
-    result = run()
-    seconds = []
+def _time(run, warm, repeats: int):
+    """(median seconds of ``repeats`` timed runs after an untimed small warm-up job, the last result)."""
+    warm()
+    seconds, result = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         result = run()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), result
+
+
+@contextlib.contextmanager
+def _one_core(workers: int, kind: str):
+    """This process held to one BLAS and one ITK thread while it is the local run's only worker."""
+    if kind != "local" or workers != 1:
+        yield
+        return
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_limits
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def _same(one, other) -> bool:
@@ -72,49 +96,60 @@ def _planted(patients: int, features: int, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=24, help="synthetic cohort size (default 24)")
-    parser.add_argument("--preset", default="pyradiomics-default")
-    parser.add_argument("--grid-patients", type=int, default=100)
-    parser.add_argument("--features", type=int, default=200)
+    parser.add_argument("--size", type=int, nargs=3, default=[96, 96, 32],
+                        help="synthetic image size in voxels x y z (default 96 96 32)")
+    parser.add_argument("--perturbations", type=int, default=2,
+                        help="perturbed copies per patient, as for robustness (default 2)")
+    parser.add_argument("--preset", default="pyradiomics-default", help="(default pyradiomics-default)")
+    parser.add_argument("--grid-patients", type=int, default=100, help="(default 100)")
+    parser.add_argument("--features", type=int, default=200, help="(default 200)")
     parser.add_argument("--draws", type=int, default=100, help="bootstrap draws per grid cell (default 100)")
     parser.add_argument("--selectors", nargs="+", default=["chi2", "wilcoxon", "nca", "relieff", "inffs"])
     parser.add_argument("--classifiers", nargs="+", default=["lda", "svm", "knn", "nb", "rf"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="(default 3)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="(default 1 2)")
     parser.add_argument("--skip-cohort", action="store_true")
     parser.add_argument("--skip-grid", action="store_true")
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        cohort = load_manifest(write_cohort(Path(folder) / "cohort", n_patients=args.patients, seed=0))
+        cohort = load_manifest(write_cohort(Path(folder) / "cohort", n_patients=args.patients, seed=0,
+                                            size=tuple(args.size)))
+        small = load_manifest(write_cohort(Path(folder) / "warm-up", n_patients=4, seed=1))
         X, y = _planted(args.grid_patients, args.features)
-        jobs = {}
+        jobs = {}  # name -> (the timed job, its small warm-up)
         if not args.skip_cohort:
-            jobs[f"cohort ({args.patients} patients, {args.preset})"] = (
-                lambda execution: extract_cohort(cohort, image="CT", mask="GTVp", settings=args.preset,
-                                                 execution=execution))
+            def cohort_job(execution, which=cohort, perturbations=args.perturbations):
+                return extract_cohort(which, image="CT", mask="GTVp", settings=args.preset,
+                                      perturbations=perturbations, execution=execution)
+
+            jobs[f"cohort ({args.patients} x {args.perturbations + 1} images, {'x'.join(map(str, args.size))})"] = (
+                cohort_job, lambda execution: cohort_job(execution, small, 0))
         if not args.skip_grid:
+            def grid_job(execution, draws=args.draws):
+                return run_grid(X, y, args.selectors, args.classifiers, k=10, n_bootstrap=draws, execution=execution)
+
             jobs[f"grid ({args.grid_patients}x{args.features}, {len(args.selectors)}x{len(args.classifiers)}, "
-                 f"{args.draws} draws)"] = (
-                lambda execution: run_grid(X, y, args.selectors, args.classifiers, k=10, n_bootstrap=args.draws,
-                                           execution=execution))
+                 f"{args.draws} draws)"] = (grid_job, lambda execution: grid_job(execution, 2))
         startup = {}
         for kind in ("local", "dask"):
             for workers in args.workers:
                 start = time.perf_counter()
                 execution = Execution(f"local-cluster:{workers}") if kind == "dask" else Execution(workers=workers)
-                with execution:
+                with execution, _one_core(workers, kind):
                     if kind == "dask":
                         execution.client.wait_for_workers(workers)
                         startup[workers] = time.perf_counter() - start
-                    for name, job in jobs.items():
-                        seconds, result = _time(lambda: job(execution), args.repeats)
+                    for name, (job, warm) in jobs.items():
+                        seconds, result = _time(lambda: job(execution), lambda: warm(execution), args.repeats)
                         rows.append({"task": name, "execution": kind, "workers": workers, "seconds": seconds,
                                      "result": result})
                         print(f"  {name}, {kind}, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
-    print(f"median of {args.repeats} run(s) after a warm-up; LocalCluster start-up: "
+    print(f"median of {args.repeats} run(s) after a small warm-up job, one core per worker; "
+          "LocalCluster start-up: "
           + ", ".join(f"{w} worker(s) {s:.1f} s" for w, s in startup.items()))
-    print(f"{'task':<46} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'dask/local':>10} "
+    print(f"{'task':<48} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'dask/local':>10} "
           f"{'identical':>9}")
     for row in rows:
         base = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
@@ -122,7 +157,7 @@ def main() -> None:
         local = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
                      and r["workers"] == row["workers"])
         overhead = f"{row['seconds'] / local['seconds'] - 1:+.0%}" if row["execution"] == "dask" else ""
-        print(f"{row['task']:<46} {row['execution']:<9} {row['workers']:>7} {row['seconds']:>9.2f} "
+        print(f"{row['task']:<48} {row['execution']:<9} {row['workers']:>7} {row['seconds']:>9.2f} "
               f"{base['seconds'] / row['seconds']:>8.2f}x {overhead:>10} "
               f"{'yes' if _same(base['result'], row['result']) else 'NO':>9}")
 
