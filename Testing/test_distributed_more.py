@@ -55,7 +55,8 @@ def test_deep2d_features_on_the_cluster_equal_one_process(client, cohort):
 
     one = extract_cohort(cohort, **DEEP)
     reported = []
-    spread = extract_cohort(cohort, **DEEP, execution=client, progress=lambda done, total: reported.append((done, total)))
+    spread = extract_cohort(cohort, **DEEP, execution=client,
+                            progress=lambda done, total: reported.append((done, total)))
     pd.testing.assert_frame_equal(one, spread)  # exactly: the same chunks, one torch thread per task everywhere
     pd.testing.assert_frame_equal(one.attrs["zscore"], spread.attrs["zscore"])
     assert one.at["P002", "status"].startswith("patient P002")  # isolated, as in one process
@@ -165,3 +166,50 @@ def sitk_array(image):
 
     return sitk.GetArrayFromImage(image)
 
+
+# ------------------------------------------------------------------ the split protocol
+
+def test_the_split_protocol_on_the_cluster_equals_one_process(client):
+    from rtresponse.models.split_protocol import split_protocol
+
+    rng = np.random.default_rng(0)
+    ids = pd.Index([f"P{i:03d}" for i in range(45)], name="patient_id")
+    X = pd.DataFrame(rng.normal(size=(45, 8)), columns=[f"f{i}" for i in range(8)], index=ids)
+    X.iloc[3, 5] = np.nan
+    y = (X["f3"] - X["f6"] + rng.normal(0, 0.6, 45) > 0).astype(int).to_numpy()
+    sets = {"first": X[["f0", "f1", "f2", "f3"]], "second": X[["f4", "f5", "f6", "f7"]]}
+    options = dict(selectors=("wilcoxon", "chi2"), classifiers=("lda", "nb"), k=2, folds=3)
+    one = split_protocol(sets, y, **options)
+    reported = []
+    spread = split_protocol(sets, y, **options, execution=client, progress=lambda d, t: reported.append((d, t)))
+    pd.testing.assert_frame_equal(one.results, spread.results)
+    pd.testing.assert_frame_equal(one.comparisons, spread.comparisons)
+    assert (one.best_set, one.train_ids, one.test_ids) == (spread.best_set, spread.train_ids, spread.test_ids)
+    for name, result in one.chosen.items():
+        np.testing.assert_array_equal(result.test_scores, spread.chosen[name].test_scores)
+    assert reported == [(0, 8), (2, 8), (4, 8), (6, 8), (8, 8)]  # 4 tasks of 2 classifiers
+    assert one.execution == {"kind": "local", "workers": 1} and spread.execution["kind"] == "dask"
+
+
+def test_evaluate_split_sent_to_a_scheduler_address_writes_the_same_results(client, tmp_path):
+    from rtresponse import provenance
+    from rtresponse.cli import main
+
+    rng = np.random.default_rng(1)
+    ids = [f"P{i:03d}" for i in range(45)]
+    features = pd.DataFrame(rng.normal(size=(45, 5)), columns=[f"f{i}" for i in range(5)],
+                            index=pd.Index(ids, name="patient_id"))
+    outcome = (features["f1"] + rng.normal(0, 0.5, 45) > 0).astype(int)
+    features.assign(status="ok").to_csv(tmp_path / "features.csv")
+    pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(tmp_path / "manifest.csv",
+                                                                                      index=False)
+    common = ["evaluate", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
+              "--outcome", "response", "--protocol", "split", "--selectors", "wilcoxon", "chi2", "--classifiers",
+              "lda", "nb", "--k", "3", "--cv-folds", "3", "--progress", "none"]
+    assert main(common + ["--out", str(tmp_path / "here")]) == 0
+    assert main(common + ["--scheduler", client.scheduler.address, "--out", str(tmp_path / "there")]) == 0
+    for name in ("results.csv", "comparisons.csv", "split.csv"):
+        if (tmp_path / "here" / name).exists():
+            pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "here" / name), pd.read_csv(tmp_path / "there" / name))
+    assert provenance.read(tmp_path / "there")["execution"]["kind"] == "dask"
+    assert provenance.read(tmp_path / "here")["execution"] == {"kind": "local", "workers": 1}

@@ -99,8 +99,6 @@ def _evaluate(args) -> int:
     cohort = load_manifest(args.manifest, check_files=False)
     outcome, positive = _outcome(args, cohort)
     _warn_random_weights(args)
-    if args.protocol != "bootstrap":  # the split protocol runs here (its folds are not tasks yet)
-        provenance.note(args, "unused", ["scheduler"])
     sets = _feature_sets(args, cohort)
     cache = _cell_cache(args, sets, outcome, positive)
     progress = _Progress("evaluating models")
@@ -110,9 +108,10 @@ def _evaluate(args) -> int:
                               n_bootstrap=args.n_bootstrap, forward=not args.no_forward, positive=positive,
                               test_size=args.test_size, cv_folds=args.cv_folds, random_state=args.seed,
                               n_jobs=args.jobs, progress=progress, cell_cache=cache,
-                              execution=args.scheduler if args.scheduler and args.protocol == "bootstrap" else None)
+                              execution=args.scheduler or None)
     finally:
         progress.close()
+    provenance.note(args, "execution", evaluation.execution)
     if cache is not None and cache.reused:
         provenance.note(args, "resumed", {"cells_reused": cache.reused, "cells_computed": cache.computed})
         print(f"resumed: {cache.reused} grid cell(s) taken from the interrupted run, {cache.computed} computed")
@@ -206,8 +205,9 @@ def add_command(commands) -> None:
                                f"(default {DEFAULT_FOLDS}, as Jeong et al.)")
     evaluate.add_argument("--seed", type=options.SEED, default=0,
                           help="random seed of the bootstrap draws, split and models (default 0)")
-    evaluate.add_argument("--jobs", type=options.COUNT, default=1, help="parallel bootstrap fits (default 1)")
-    add_scheduler_option(evaluate, "bootstrap protocol: the grid cells; ")
+    evaluate.add_argument("--jobs", type=options.COUNT, default=1,
+                          help="parallel bootstrap fits; split: feature set x selector tasks in parallel (default 1)")
+    add_scheduler_option(evaluate, "the bootstrap grid's cells; split: each feature set x selector's CV and fits; ")
     evaluate.add_argument("--resume", action="store_true",
                           help=f"bootstrap: take the grid cells an interrupted run with the same inputs and settings "
                                f"left in OUT/{PARTIAL}, compute only the rest (default: compute every cell)")

@@ -98,7 +98,8 @@ def label_cohort(cohort: "Cohort", initial: str = "GTVp", boost: str = "GTVp_boo
                              shared=dict(cohort=cohort, initial=initial, boost=boost, image=image,
                                          boost_image=boost_image),
                              progress=progress, should_cancel=should_cancel, cancelled="labelling cancelled",
-                             on_lost=lambda i, error: (np.nan, np.nan, f"worker lost while reading the masks ({error})"))
+                             on_lost=lambda i, error: (np.nan, np.nan,
+                                                       f"worker lost while reading the masks ({error})"))
         where = runner.describe()
     finally:
         if owned:

@@ -42,6 +42,7 @@ class Evaluation:
     positive: object = None                   # the outcome value the probability is for
     training_hash: str = ""                   # SHA-256 of the data the saved model was fitted on
     settings: dict = field(default_factory=dict)  # protocol, selectors, classifiers, k, draws, folds, seed
+    execution: dict = field(default_factory=dict)  # where the models were fitted (Execution.describe()); not a result
 
 
 def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: str = "bootstrap",
@@ -52,8 +53,10 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
              should_cancel: Callable[[], bool] | None = None, execution=None, cell_cache=None) -> Evaluation:
     """Evaluate every feature set (name -> DataFrame indexed by patient_id) against ``outcome`` (a Series).
 
-    ``execution`` (bootstrap protocol): where the grid cells run (:mod:`rtresponse.execution`); one cluster
-    serves every feature set. The results do not depend on it. ``cell_cache`` (bootstrap protocol): a
+    ``execution``: where the grid cells (bootstrap protocol) or each feature set x selector's cross-validation
+    and fits (split protocol) run (:mod:`rtresponse.execution`; ``n_jobs`` local processes without it); one
+    cluster serves every feature set. The results do not depend on it (``Evaluation.execution`` says where).
+    ``cell_cache`` (bootstrap protocol): a
     :class:`~rtresponse.models.cells.CellCache` keyed by this run's inputs and settings; the grid cells it holds are
     taken from it, the others put into it as each finishes (a resumable run).
 
@@ -90,6 +93,7 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
                 rows.append(table)
                 for record in table.to_dict("records"):
                     candidates.append((record["auc632plus"], name, record))
+            where = runner.describe() if runner is not None else {"kind": "local", "workers": max(1, int(n_jobs or 1))}
         finally:
             if owned:
                 runner.close()
@@ -107,7 +111,8 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
         study = split_protocol({name: frame.loc[common] for name, frame in feature_sets.items()}, data.y,
                                selectors, classifiers, k=k, folds=cv_folds, test_size=test_size,
                                random_state=random_state, split=split, progress=progress,
-                               should_cancel=should_cancel)
+                               should_cancel=should_cancel, n_jobs=n_jobs or 1, execution=execution)
+        where = study.execution
         results, best_set, comparisons = study.results, study.best_set, study.comparisons
         best = results[results["chosen"]].iloc[0].to_dict()
         chosen = study.chosen[best_set]
@@ -131,7 +136,8 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
                       settings={"protocol": protocol, "selectors": list(selectors), "classifiers": list(classifiers),
                                 "k": k, "random_state": random_state,
                                 **({"n_bootstrap": n_bootstrap, "forward": forward} if protocol == "bootstrap"
-                                   else {"cv_folds": cv_folds, "test_size": test_size})})
+                                   else {"cv_folds": cv_folds, "test_size": test_size})},
+                      execution=where)
 
 
 def _training_hash(X, features, y, ids) -> str:

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
+from ..errors import InputError
 
 DEFAULT_FOLDS = 5  # Jeong et al.: five-fold cross-validation on the training set
 
@@ -34,6 +34,7 @@ class SplitStudy:
     comparisons: "object"             # DataFrame: DeLong, NRI, IDI between the chosen models
     train_ids: list = field(default_factory=list)
     test_ids: list = field(default_factory=list)
+    execution: dict = field(default_factory=dict)  # where the models were fitted (Execution.describe())
 
 
 def cv_folds(y_train: np.ndarray, folds: int, random_state) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,46 +69,67 @@ def _fold_auc(X, y, selector, classifiers, k, folds, random_state) -> dict:
     return {name: (float(np.mean(values)), float(np.std(values, ddof=1))) for name, values in aucs.items()}
 
 
+def _selector_task(name: str, selector: str, *, sets, y, train, test, folds_at, classifiers, k,
+                   random_state) -> list:
+    """One task: [(classifier, SplitResult, (CV AUC, SD))] of one feature set x selector, every classifier (they reuse
+    the selector's ranking inside each fold). Its numbers depend only on its arguments: the same wherever it runs."""
+    from .grid import ranked_features
+    from .validation import split_validation
+
+    X = sets[name]
+    X_train = X.iloc[train]
+    cv = _fold_auc(X_train, y[train], selector, classifiers, k, folds_at, random_state)
+    columns = list(X.columns) if selector == "none" else ranked_features(selector, X_train, y[train], k, random_state)
+    return [(classifier, split_validation(X, y, selector, classifier, k=k, random_state=random_state,
+                                          split=(train, test), features=columns), cv[classifier])
+            for classifier in classifiers]
+
+
 def split_protocol(feature_sets: Mapping[str, "object"], y: np.ndarray, selectors: Sequence[str],
                    classifiers: Sequence[str], k: int = 10, folds: int = DEFAULT_FOLDS, test_size: float = 1 / 3,
                    random_state=0, split: tuple | None = None, progress: Callable[[int, int], None] | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> SplitStudy:
+                   should_cancel: Callable[[], bool] | None = None, n_jobs: int = 1, execution=None) -> SplitStudy:
     """Run the protocol on ``feature_sets`` (name -> DataFrame, the same patients in the same order) and labels y.
 
     ``split`` = (train positions, test positions) fixes the split (default: stratified, ``test_size``).
+    Each feature set x selector (its cross-validation and every classifier's fit) is one task: ``n_jobs`` local
+    processes or ``execution`` (:mod:`rtresponse.execution`: an ``Execution``, a dask ``Client`` or a scheduler
+    setting) run them, the feature sets scattered once; the study is the same wherever they run.
+    ``study.execution`` says where. ``progress(done, total)`` counts models (a task's classifiers at once).
     """
     import pandas as pd
 
-    from .grid import ranked_features
-    from .validation import split_validation, stratified_split
+    from ..execution import resolve
+    from .validation import stratified_split
 
     sets = dict(feature_sets)
     first = next(iter(sets.values()))
     train, test = split if split is not None else stratified_split(first, y, test_size, random_state)
     train, test = np.asarray(train), np.asarray(test)
     folds_at = cv_folds(y[train], folds, random_state)
-    total, done = len(sets) * len(selectors) * len(classifiers), 0
+    tasks = [(name, selector) for name in sets for selector in selectors]
+    total = len(tasks) * len(classifiers)
     if progress:
         progress(0, total)
+    runner, owned = resolve(execution, max(1, min(int(n_jobs or 1), len(tasks))))
+    try:
+        found = runner.map(_selector_task, tasks,
+                           shared=dict(sets=sets, y=y, train=train, test=test, folds_at=folds_at,
+                                       classifiers=list(classifiers), k=k, random_state=random_state),
+                           progress=None if progress is None else lambda done, _: progress(done * len(classifiers),
+                                                                                           total),
+                           should_cancel=should_cancel, cancelled="evaluation cancelled")
+        where = runner.describe()
+    finally:
+        if owned:
+            runner.close()
     rows, results = [], {}
-    for name, X in sets.items():
-        X_train = X.iloc[train]
-        for selector in selectors:
-            cv = _fold_auc(X_train, y[train], selector, classifiers, k, folds_at, random_state)
-            columns = (list(X.columns) if selector == "none"
-                       else ranked_features(selector, X_train, y[train], k, random_state))
-            for classifier in classifiers:
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled("evaluation cancelled")
-                result = split_validation(X, y, selector, classifier, k=k, random_state=random_state,
-                                          split=(train, test), features=columns)
-                results[(name, selector, classifier)] = result
-                rows.append({"feature_set": name, "selector": selector, "classifier": classifier,
-                             "features": ";".join(map(str, result.features)), "cv_auc": cv[classifier][0],
-                             "cv_auc_sd": cv[classifier][1], **result.metrics})
-                done += 1
-                if progress:
-                    progress(done, total)
+    for (name, selector), models in zip(tasks, found):
+        for classifier, result, cv in models:
+            results[(name, selector, classifier)] = result
+            rows.append({"feature_set": name, "selector": selector, "classifier": classifier,
+                         "features": ";".join(map(str, result.features)), "cv_auc": cv[0], "cv_auc_sd": cv[1],
+                         **result.metrics})
     table = pd.DataFrame(rows)
     # the first of equal CV AUCs wins (rows are in the order the user gave), never a test metric
     in_set = table.groupby("feature_set", sort=False)["cv_auc"].idxmax()
@@ -118,7 +140,7 @@ def split_protocol(feature_sets: Mapping[str, "object"], y: np.ndarray, selector
               for name, row in in_set.items()}
     return SplitStudy(results=table, chosen=chosen, best_set=str(table.loc[overall, "feature_set"]),
                       comparisons=compare_chosen(chosen, table.loc[in_set.values]),
-                      train_ids=list(first.index[train]), test_ids=list(first.index[test]))
+                      train_ids=list(first.index[train]), test_ids=list(first.index[test]), execution=where)
 
 
 def compare_chosen(chosen: Mapping[str, "object"], rows) -> "object":
