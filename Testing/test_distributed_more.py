@@ -66,6 +66,30 @@ def test_deep2d_features_on_the_cluster_equal_one_process(client, cohort):
     assert one.attrs["provenance"]["tasks"] == {"patients_per_task": 2, "torch_threads": 1}
 
 
+
+def test_gradcam_maps_on_the_cluster_equal_one_process(client, cohort):
+    pytest.importorskip("monai")
+    pytest.importorskip("timm")
+    import SimpleITK as sitk
+
+    from rtresponse.features.deep2d import gradcam_cohort
+
+    options = dict(image="CT", mask="GTVp", model="resnet18", weights=None, device="cpu")
+    one = [(pid, None if heat is None else sitk.GetArrayFromImage(heat), status)
+           for pid, heat, status in gradcam_cohort(cohort, **options)]
+    seen, reported = [], []
+    spread = [(pid, None if heat is None else sitk.GetArrayFromImage(heat), status)
+              for pid, heat, status in gradcam_cohort(cohort, **options, execution=client,
+                                                      progress=lambda d, t: reported.append(d),
+                                                      on_map=lambda pid, ct, crop, values: seen.append(pid))]
+    assert [(pid, status) for pid, _, status in one] == [(pid, status) for pid, _, status in spread]
+    assert [pid for pid, _, status in one if status != "ok"] == ["P002"]
+    for (_, mine, _), (_, theirs, _) in zip(one, spread):
+        if mine is not None:
+            assert mine.max() > 0
+            np.testing.assert_array_equal(mine, theirs)  # exactly: one torch thread per task everywhere
+    assert reported == list(range(0, 7)) and seen == [pid for pid, _, status in one if status == "ok"]
+
 # ------------------------------------------------------------------ I3D features
 
 def test_i3d_features_on_the_cluster_equal_one_process(client, cohort):

@@ -141,6 +141,7 @@ def _gradcam(args) -> int:
     from . import provenance
     from .atomic import atomic_path
     from .cohort import load_manifest
+    from .execution import Execution
     from .features.deep2d import gradcam_cohort, model_spec, weights_provenance
     from .features.deep2d.extraction import device_record, network_record, weights_column
     from .imageio import write_image
@@ -156,12 +157,13 @@ def _gradcam(args) -> int:
     def keep(pid, image, crop, values):  # what the network saw, for the preview
         seen[pid] = (image, crop, values)
 
+    runner = Execution(args.scheduler or None)  # one task per patient, here or on the cluster
     try:
         for pid, heat, status in gradcam_cohort(
                 cohort, image=args.image, mask=args.mask, model=spec.name, weights=weights,
                 target=args.unit, device=args.device, size_mm=args.size_mm, level=args.level, width=args.width,
                 context=args.context, seed=args.seed, weights_folder=args.weights_folder, patients=args.patient,
-                progress=bar, on_map=None if args.no_preview else keep):
+                progress=bar, on_map=None if args.no_preview else keep, execution=runner):
             file = _map_file(pid, taken) if heat is not None else ""
             preview = ""
             if heat is not None:
@@ -172,7 +174,9 @@ def _gradcam(args) -> int:
                     preview = _write_preview(args, cohort, pid, *seen.pop(pid), spec.name,
                                              weights_column(record), args.out / file.replace(".nrrd", ".png"))
             rows.append({"patient_id": pid, "file": file, "preview": preview, "status": status})
+        provenance.note(args, "execution", runner.describe())
     finally:
+        runner.close()
         bar.close()
     table = pd.DataFrame(rows, columns=["patient_id", "file", "preview", "status"]).set_index("patient_id")
     failed = table[table["status"] != "ok"]
@@ -305,6 +309,10 @@ def add_commands(commands) -> None:
     gradcam.add_argument("--no-preview", action="store_true",
                          help="no PNG previews (default: OUT/<patient>_gradcam.png per map; needs Matplotlib)")
     gradcam.add_argument("--out", required=True, type=Path, help="output folder")
+    from .cli import add_scheduler_option
+
+    add_scheduler_option(gradcam, "the maps, one task per patient (the slice and its map come back; the volumes "
+                                  "and previews are made here): ")
     gradcam.set_defaults(func=_gradcam)
     writes(gradcam, Output("out", FOLDER))
 

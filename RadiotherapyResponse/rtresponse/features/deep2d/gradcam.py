@@ -155,19 +155,61 @@ def gradcam(image, mask, model: str = PAPER_DEFAULT, weights: str | os.PathLike 
     return crop_map_to_image(values, crop, reference)
 
 
+_EXPLAINERS: dict = {}  # this process's explainer, kept for its next task: {digest of its arguments: Explainer}
+
+
+def cached_explainer(model, weights, target, statistics, device: str, seed: int, weights_folder) -> Explainer:
+    """An :class:`Explainer` built once per process (a Dask worker or this process builds it for its first patient and
+    reuses it; the network is never sent with a task)."""
+    import hashlib
+    import pickle
+
+    key = hashlib.sha256(pickle.dumps((model_spec(model).name, None if weights is None else str(weights), int(seed),
+                                       None if weights_folder is None else str(weights_folder), str(device), target,
+                                       statistics))).hexdigest()
+    if key not in _EXPLAINERS:
+        _EXPLAINERS.clear()
+        _EXPLAINERS[key] = Explainer(model, weights, target, statistics, device, seed, weights_folder)
+    return _EXPLAINERS[key]
+
+
+def _gradcam_task(pid: str, *, cohort, image, mask, options, model, weights, target, statistics, device, seed,
+                  weights_folder) -> tuple:
+    """One task: (the patient's max-area SliceCrop and its (size, size) map, "ok"), or (None, None, why not). The
+    passes run on a fixed torch thread count (:func:`rtresponse.settings.task_torch_threads`): the same map wherever
+    it runs."""
+    from ...settings import task_torch_threads
+
+    try:
+        _, crops = patient_slices(cohort, pid, image, mask, options)
+    except InputError as error:
+        return None, None, str(error)
+    explain = cached_explainer(model, weights, target, statistics, device, seed, weights_folder)
+    with task_torch_threads():
+        return crops[0], explain(crops[0]), "ok"
+
+
 def gradcam_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", model: str = PAPER_DEFAULT,
                    weights: str | os.PathLike | None = "imagenet", target: Target = None, statistics=None,
                    device: str = "auto", size_mm: float = 100.0, level: float = 50.0, width: float = 350.0,
                    context: str = "mask", seed: int = 0, weights_folder=None, patients: Sequence[str] | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    on_map: Callable[[str, "sitk.Image", SliceCrop, np.ndarray], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None, execution=None,
                    ) -> Iterator[tuple[str, "sitk.Image | None", str]]:
     """(patient id, Grad-CAM volume on the patient's image grid or None, status) for each patient of the cohort
-    (or of ``patients``), one at a time: a patient whose image or mask fails gets None and the reason ("ok"
-    otherwise), the others go on. The network is built once, before any patient (missing weights fail there).
-    ``progress(done, total)`` before the first patient and after each. ``on_map(patient id, image, slice, map)``
+    (or of ``patients``): a patient whose image or mask fails gets None and the reason ("ok" otherwise), the others
+    go on. The network is built once, before any patient (missing weights fail there). ``progress(done, total)``
+    before the first patient and as each patient's map is computed. ``on_map(patient id, image, slice, map)``
     is called before a patient's map is yielded with what the network saw (the preprocessed :class:`SliceCrop`) and
-    its (size, size) map in [0, 1] (previews are drawn from them)."""
+    its (size, size) map in [0, 1] (previews are drawn from them).
+
+    Each patient's map is one task, on one torch thread, where ``execution`` (:mod:`rtresponse.execution`: an
+    ``Execution``, a dask ``Client`` or a scheduler setting; default this process) says; the explainer is built
+    once per worker. Only the slice and its map come back; the volumes are made here, one at a time, as the
+    patients are yielded (after every map is computed). The maps are the same wherever they are computed."""
+    from ...execution import resolve
+
     check_columns(cohort, image, mask)
     _check_options(size_mm, level, width, context, 1)
     ids = cohort.patient_ids
@@ -179,18 +221,25 @@ def gradcam_cohort(cohort: "Cohort", image: str = "CT", mask: str = "GTVp", mode
         ids = [pid for pid in ids if pid in chosen]
     if progress:
         progress(0, len(ids))  # before the network is built (seconds with large networks)
-    explain = Explainer(model, weights, target, statistics, device, seed, weights_folder)
+    device = resolve_device(device)
+    cached_explainer(model, weights, target, statistics, device, seed, weights_folder)  # missing weights fail here
     options = dict(size_mm=size_mm, level=level, width=width, context=context)
-    for done, pid in enumerate(ids, start=1):
-        try:
-            ct, crops = patient_slices(cohort, pid, image, mask, options)
-        except InputError as error:
-            heat, status = None, str(error)
-        else:
-            values = explain(crops[0])
-            heat, status = crop_map_to_image(values, crops[0], ct), "ok"
+    runner, owned = resolve(execution, 1)
+    try:
+        found = runner.map(_gradcam_task, [(pid,) for pid in ids],
+                           shared=dict(cohort=cohort, image=image, mask=mask, options=options, model=model,
+                                       weights=weights, target=target, statistics=statistics, device=device,
+                                       seed=seed, weights_folder=weights_folder),
+                           progress=progress, should_cancel=should_cancel, cancelled="Grad-CAM cancelled",
+                           on_lost=lambda i, error: (None, None, f"worker lost while computing the map ({error})"))
+    finally:
+        if owned:
+            runner.close()
+    for pid, (crop, values, status) in zip(ids, found):
+        heat = None
+        if crop is not None:
+            ct = cohort.read_image(pid, image)
+            heat = crop_map_to_image(values, crop, ct)
             if on_map is not None:
-                on_map(pid, ct, crops[0], values)
-        if progress:
-            progress(done, len(ids))
+                on_map(pid, ct, crop, values)
         yield pid, heat, status
