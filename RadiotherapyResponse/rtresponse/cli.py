@@ -278,8 +278,9 @@ def add_scheduler_option(parser, what: str = "") -> None:
     """``--scheduler`` (default ``$RTRESPONSE_SCHEDULER``): where a cohort command's tasks run."""
     from .execution import SCHEDULER_ENV, default_scheduler
 
+    here = "--jobs processes" if "--jobs" in parser._option_string_actions else "this process"
     parser.add_argument("--scheduler", type=options.SCHEDULER, default=default_scheduler(), metavar="WHERE",
-                        help=f"{what}where the tasks run: local (this machine, --jobs processes; the default), "
+                        help=f"{what}where the tasks run: local (this machine, {here}; the default), "
                              "local-cluster[:N] (a Dask LocalCluster of N single-threaded workers), a Dask "
                              "scheduler address (tcp://host:8786) or a cluster config .yaml; same results "
                              f"everywhere (default ${SCHEDULER_ENV} or local; needs rtresponse[distributed])")
