@@ -300,6 +300,14 @@ def _analysis_section(study, analysis, step, writer: _Writer, labels, weights, d
     return section
 
 
+def _gradcam_figures(result, writer: _Writer) -> list[dict]:
+    """One figure per deep2d feature set with a Grad-CAM step: its patients' max-area slices with the map over them."""
+    from .report_methods import gradcam_figure
+
+    return [gradcam_figure(step, writer) for step in result.steps if step.kind == "gradcam" and step.ok
+            and step.summary.get("patients")]
+
+
 def _checklist() -> list[dict]:
     import yaml
 
@@ -352,6 +360,9 @@ def write_report(result, cohort, label_steps: Mapping, feature_steps: Mapping, c
             seeds.insert(1, ("synthetic cohort", study["cohort"]["synthetic"]["seed"]))
         warnings = [f"Feature set {n} uses RANDOM network weights ({w}): models on it test the software, not the "
                     "method." for n, w in weights.items() if w.startswith("random")]
+        warnings += [f"Analysis {s.name} starts from RANDOM network weights (the ImageNet ones are not installed): "
+                     "its results test the software, not the method." for s in result.steps
+                     if s.kind == "analysis" and s.ok and s.summary.get("weights") == "random"]
         warnings += [f"{s.kind} {s.name}: {s.status}: {s.message}" for s in result.steps
                      if s.status in ("failed", "skipped")]
         notes = [f"analysis {s.name}: {s.message}" for s in result.steps if s.status == NOT_SUPPORTED]
@@ -367,6 +378,7 @@ def write_report(result, cohort, label_steps: Mapping, feature_steps: Mapping, c
             "labels": _html_table(pd.DataFrame(label_rows)) if label_rows else None,
             "missing_counts": _html_table(counts, max_rows=200), "missing_figure": missing_figure,
             "failures": _html_table(failures, max_rows=200),
+            "gradcam": _gradcam_figures(result, writer),
             "feature_sets": [_set_description(e, weights.get(e["name"])) for e in expand_features(study["features"])],
             "analyses": sections, "steps": _html_table(steps, max_rows=500),
             "counts": {status: result.count(status) for status in ("computed", "reused", "failed", "skipped",

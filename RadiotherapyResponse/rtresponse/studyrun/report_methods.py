@@ -157,3 +157,18 @@ def trained_section(study, analysis, step, writer, section: dict) -> dict:
         section["loss"] = writer.figure(figure, f"{stem}_loss", "Loss curves per epoch; dotted line: the epoch kept")
     _card(section, writer, folder, stem)
     return section
+
+
+def gradcam_figure(step, writer) -> dict:
+    """A deep2d feature set's Grad-CAM examples (the step's ``gradcam.npz``) as one report figure."""
+    import numpy as np
+
+    summary = step.summary
+    with np.load(step.path / "gradcam.npz") as arrays:
+        examples = [(f"{pid}", arrays[f"pixels_{i}"], arrays[f"heat_{i}"]) for i, pid in enumerate(summary["patients"])]
+    weights = str(summary.get("weights", ""))
+    stem = "gradcam_" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in step.name)
+    title = f"{step.name}: {summary.get('model', '')} ({'RANDOM' if weights == 'random' else weights} weights)"
+    return writer.figure(figures.gradcam_examples(examples, title), stem,
+                         f"Grad-CAM of feature set {step.name}'s network (its strongest output unit) over the max-area "
+                         "CT slice as the network saw it (the preprocessed crop), for the first patients")

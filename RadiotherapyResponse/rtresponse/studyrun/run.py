@@ -207,6 +207,9 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
             return summary
 
         feature_steps[name] = cache.run("features", name, settings, {"cohort": cohort_step.key}, make_features)
+        if entry["kind"] == "deep2d" and feature_steps[name].ok and study["report"]["gradcam_patients"]:
+            _gradcam_step(cache, entry, settings, feature_steps[name], cohort, study["report"]["gradcam_patients"],
+                          device)
 
     # analyses
     for analysis in study["analyses"]:
@@ -287,6 +290,40 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     result.seconds = round(time.monotonic() - start, 3)
     _write_run_record(result)
     return result
+
+
+def _gradcam_step(cache: StepCache, entry: dict, settings: dict, features: Step, cohort, n: int, device: str) -> Step:
+    """Grad-CAM maps of a deep2d feature set's network on the max-area slice of its first ``n`` patients
+    (:func:`rtresponse.features.deep2d.gradcam_cohort`, as `rtresponse gradcam`): ``gradcam.npz`` (pixels_i,
+    heat_i) and ``gradcam.csv`` (patient_id, status), for the report's examples."""
+    import pandas as pd
+
+    def compute(folder: Path) -> dict:
+        import numpy as np
+
+        from ..features.deep2d import gradcam_cohort
+
+        table = pd.read_csv(features.path / "features.csv", usecols=["patient_id", "status"], dtype=str)
+        patients = list(table.loc[table["status"] == "ok", "patient_id"][:n])
+        arrays, rows = {}, []
+
+        def keep(pid, image, crop, heat):
+            arrays[f"pixels_{len(arrays) // 2}"] = np.asarray(crop.pixels, dtype=np.float32)
+            arrays[f"heat_{len(arrays) // 2}"] = np.asarray(heat, dtype=np.float32)
+
+        weights = settings["weights"]
+        for pid, _, status in gradcam_cohort(cohort, image=entry["image"], mask=entry["mask"], model=entry["model"],
+                                             weights=None if weights == "random" else weights, device=device,
+                                             size_mm=entry["size_mm"], level=entry["level"], width=entry["width"],
+                                             context=entry["context"], seed=settings["seed"], patients=patients,
+                                             on_map=keep):
+            rows.append({"patient_id": pid, "status": status})
+        np.savez_compressed(folder / "gradcam.npz", **arrays)
+        ok = [r["patient_id"] for r in rows if r["status"] == "ok"]
+        pd.DataFrame(rows, columns=["patient_id", "status"]).to_csv(folder / "gradcam.csv", index=False)
+        return {"patients": ok, "weights": settings["weights"], "model": entry["model"]}
+
+    return cache.run("gradcam", entry["name"], {"patients": n}, {"features": features.key}, compute)
 
 
 def _trained_analysis(cache: StepCache, analysis: dict, cohort, cohort_step: Step, feature_steps: dict, seed: int,
