@@ -283,7 +283,7 @@ class ResponseModelLogic(ScriptedLoadableModuleLogic):
         the scene. ``featureTables``: {name: table node, DataFrame or CSV path}; ``clinicalTable``: the table with
         ``outcomeColumn`` and the ``clinicalColumns`` to add; ``selectors``/``classifiers``: names (None: the
         papers'); ``outputFolder``: None makes a new one in Slicer's temporary folder. ``progress(done, total)``;
-        ``shouldCancel()`` raises ``rtresponse.models.grid.Cancelled`` and nothing is added to the scene.
+        ``shouldCancel()`` raises ``rtresponse.errors.Cancelled`` and nothing is added to the scene.
 
         Returns {"results", "roc", "heatmaps": {feature set: AUC grid table}, "model", "card", "outputFolder",
         "best", "evaluation"} (responsemodel.loadResults)."""
@@ -376,7 +376,7 @@ class ResponseModelTest(ScriptedLoadableModuleTest):
     def test_BootstrapGridAndCancel(self):
         selftests.requirePackages(self, ["core", "modelling"])
         from rtresponse import mrml
-        from rtresponse.models.grid import Cancelled
+        from rtresponse.errors import Cancelled
 
         self.delayDisplay("Bootstrap protocol: results, ROC and the AUC grid as a table")
         features, clinical = self.makeTables(n=40, seed=1)

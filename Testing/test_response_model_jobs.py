@@ -129,7 +129,7 @@ def test_in_process_evaluation_equals_the_job_and_predicts(scene, tmp_path):
     pytest.importorskip("skops")
     from rtresponse import mrml
     from rtresponse.cli import main
-    from rtresponse.models.grid import Cancelled
+    from rtresponse.errors import Cancelled
 
     features, clinical = planted()
     table = mrml.dataframe_to_table_node(features, "radiomics", scene)

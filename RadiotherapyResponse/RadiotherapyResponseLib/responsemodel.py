@@ -211,9 +211,9 @@ def evaluateInProcess(featureTables: Mapping[str, object], clinicalTable, outcom
                       progress=None, shouldCancel=None) -> dict:
     """What an evaluate job does, in process (blocks until done; for scripts): the files in ``out`` and the same
     nodes as :func:`loadResults`, plus "evaluation" (the rtresponse Evaluation). ``progress(done, total)`` per
-    model; ``shouldCancel()`` raises ``rtresponse.models.grid.Cancelled`` and nothing is written or added."""
+    model; ``shouldCancel()`` raises ``rtresponse.errors.Cancelled`` and nothing is written or added."""
     from rtresponse.models.evaluate import evaluate, write_outputs
-    from rtresponse.models.grid import Cancelled
+    from rtresponse.errors import Cancelled
     from rtresponse.models.study import feature_sets, feature_table, parse_positive
     from rtresponse.models.tables import assemble
 
