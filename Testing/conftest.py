@@ -123,6 +123,28 @@ def copy_cohort(manifest, target):
     return target / manifest.name
 
 
+def cohort_with_empty_mask(synthetic_cohort, folder, patient: str, mask: str):
+    """A copy of the synthetic cohort in ``folder`` with ``patient``'s ``mask`` emptied (no segment left)."""
+    from rtresponse.cohort import load_manifest
+    from rtresponse.imageio import write_image
+
+    manifest = copy_cohort(synthetic_cohort, folder)
+    cohort = load_manifest(manifest)
+    write_image(cohort.read_mask(patient, mask) * 0, cohort.resolve(cohort.table.at[patient, f"mask_{mask}"]))
+    return load_manifest(manifest)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real dask.distributed LocalCluster of 2 single-threaded worker processes, one per test module."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
 def rank_auc(scores, labels) -> float:
     """AUC as the Mann-Whitney probability that a positive outranks a negative (ties count half)."""
     scores = np.asarray(scores, float)

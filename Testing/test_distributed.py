@@ -18,7 +18,7 @@ import pytest
 from rtresponse.errors import InputError
 from rtresponse.execution import Execution, check_scheduler, resolve
 
-from conftest import child_env, copy_cohort
+from conftest import child_env, cohort_with_empty_mask
 
 SMALL = {"imageType": {"Original": {}}, "featureClass": {"firstorder": None, "shape": ["VoxelVolume"]},
          "setting": {"binWidth": 25}}
@@ -81,27 +81,16 @@ needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
 
 
 @pytest.fixture(scope="module")
-def client():
-    import distributed
-
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+def client(dask_client):
+    return dask_client
 
 
 @pytest.fixture(scope="module")
 def cohort(synthetic_cohort, tmp_path_factory):
     """The synthetic cohort with one patient's mask emptied (its row must say so, the others complete)."""
-    from rtresponse.cohort import load_manifest
-    from rtresponse.imageio import write_image
-
-    manifest = copy_cohort(synthetic_cohort, tmp_path_factory.mktemp("distributed") / "cohort")
-    cohort = load_manifest(manifest)
-    boost = cohort.read_mask("P002", "GTVp_boost")
-    write_image(boost * 0, cohort.resolve(cohort.table.at["P002", "mask_GTVp_boost"]))
-    return load_manifest(manifest)
+    return cohort_with_empty_mask(synthetic_cohort,
+                                  tmp_path_factory.mktemp("distributed") / "cohort",
+                                  "P002", "GTVp_boost")
 
 
 @pytest.fixture(scope="module")

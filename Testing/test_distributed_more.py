@@ -10,34 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_cohort
+from conftest import cohort_with_empty_mask
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
 
 
 @pytest.fixture(scope="module")
-def client():
-    import distributed
-
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+def client(dask_client):
+    return dask_client
 
 
 @pytest.fixture(scope="module")
 def cohort(synthetic_cohort, tmp_path_factory):
     """The synthetic cohort (6 patients) with P002's GTVp file emptied (no segment left): its rows say so."""
-    from rtresponse.cohort import load_manifest
-    from rtresponse.imageio import write_image
-
-    manifest = copy_cohort(synthetic_cohort, tmp_path_factory.mktemp("distributed_more") / "cohort")
-    cohort = load_manifest(manifest)
-    gtv = cohort.read_mask("P002", "GTVp")
-    write_image(gtv * 0, cohort.resolve(cohort.table.at["P002", "mask_GTVp"]))
-    return load_manifest(manifest)
+    return cohort_with_empty_mask(synthetic_cohort,
+                                  tmp_path_factory.mktemp("distributed_more") / "cohort",
+                                  "P002", "GTVp")
 
 
 def _where(table) -> dict:
