@@ -220,8 +220,10 @@ def test_tanaka_from_study_init_to_the_report(cohort, tmp_path):
     assert main(["study", "run", str(path), "--out", str(out), "--progress", "none"]) == 0
     statuses = _statuses(out)
     assert statuses == {"cohort/manifest": "computed", "labels/regression": "computed", "features/deep": "computed",
-                        "features/handcrafted": "computed", "analysis/regression_grid": "computed"}
+                        "gradcam/deep": "computed", "features/handcrafted": "computed",
+                        "analysis/regression_grid": "computed"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="analysis-regression_grid"' in html and "efficientnet_lite0" in html
+    assert 'id="figure-gradcam_deep"' in html  # Grad-CAM examples over the CT
     results = (out / "tables" / "regression_grid_results.csv").read_text(encoding="utf-8")
     assert {"deep", "handcrafted", "clinical"} <= {line.split(",")[0] for line in results.splitlines()[1:]}

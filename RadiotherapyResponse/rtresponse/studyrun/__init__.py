@@ -2,7 +2,9 @@
 ``rtresponse study run`` runs it step by step (cached, resumable) and writes the report (docs/study.md).
 
 ``schema``: the study file's schema, validation and defaults; ``steps``: the step cache; ``run``: the steps of
-a study; ``analysis``: one analysis; ``report`` and ``figures``: report.html with its figures and tables;
+a study; ``analysis``: one grid analysis (bootstrap, split); ``methods``: the trained methods' analyses (i3d,
+residual, recurrence) through their commands' library functions; ``report``, ``report_methods`` and ``figures``:
+report.html with its figures and tables;
 ``scene``: study.mrb; :func:`protocol_text`: the four papers' protocols (``rtresponse/data/studies``).
 """
 

@@ -171,4 +171,5 @@ def gradcam_figure(step, writer) -> dict:
     title = f"{step.name}: {summary.get('model', '')} ({'RANDOM' if weights == 'random' else weights} weights)"
     return writer.figure(figures.gradcam_examples(examples, title), stem,
                          f"Grad-CAM of feature set {step.name}'s network (its strongest output unit) over the max-area "
-                         "CT slice as the network saw it (the preprocessed crop), for the first patients")
+                         f"{summary.get('image', 'CT')} slice as the network saw it (the preprocessed crop), for the "
+                         "first patients")

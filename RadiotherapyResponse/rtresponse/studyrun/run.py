@@ -321,7 +321,7 @@ def _gradcam_step(cache: StepCache, entry: dict, settings: dict, features: Step,
         np.savez_compressed(folder / "gradcam.npz", **arrays)
         ok = [r["patient_id"] for r in rows if r["status"] == "ok"]
         pd.DataFrame(rows, columns=["patient_id", "status"]).to_csv(folder / "gradcam.csv", index=False)
-        return {"patients": ok, "weights": settings["weights"], "model": entry["model"]}
+        return {"patients": ok, "weights": settings["weights"], "model": entry["model"], "image": entry["image"]}
 
     return cache.run("gradcam", entry["name"], {"patients": n}, {"features": features.key}, compute)
 
