@@ -308,6 +308,12 @@ def _gradcam_figures(result, writer: _Writer) -> list[dict]:
             and step.summary.get("patients")]
 
 
+def _shown_path(path: str, out: Path) -> str:
+    """A path inside the study folder relative to it (the report stays right when the folder moves)."""
+    resolved, base = Path(path).resolve(), Path(out).resolve()
+    return str(resolved.relative_to(base)) if resolved.is_relative_to(base) else str(path)
+
+
 def _checklist() -> list[dict]:
     import yaml
 
@@ -373,7 +379,7 @@ def write_report(result, cohort, label_steps: Mapping, feature_steps: Mapping, c
             "title": study["name"], "description": study["description"], "method": study["method"],
             "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "study_file": study_file or "",
             "patients": len(cohort), "cohort_source": ("synthetic sample cohort" if study["cohort"]["synthetic"]
-                                                       else study["cohort"]["manifest"]),
+                                                       else _shown_path(study["cohort"]["manifest"], out)),
             "characteristics": _html_table(characteristics, max_rows=200),
             "labels": _html_table(pd.DataFrame(label_rows)) if label_rows else None,
             "missing_counts": _html_table(counts, max_rows=200), "missing_figure": missing_figure,
