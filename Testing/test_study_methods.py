@@ -44,7 +44,8 @@ def _study(**changes) -> dict:
      "analyses[0].residual.network: unknown network 'resnet5O'"),
     ({"protocol": "i3d", "outcome": "response", "i3d": {"handcrafted": "hcr"}},
      "analyses[0].i3d.handcrafted: no handcrafted feature set 'hcr'"),
-    ({"protocol": "i3d", "outcome": "response", "i3d": {"sequence": ["T1"]}}, "analyses[0].i3d.sequence: unknown field"),
+    ({"protocol": "i3d", "outcome": "response", "i3d": {"sequence": ["T1"]}},
+     "analyses[0].i3d.sequence: unknown field"),
 ])
 def test_protocol_settings_are_checked_against_the_protocol(changes, message):
     with pytest.raises(InputError) as caught:

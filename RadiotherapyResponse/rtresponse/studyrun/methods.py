@@ -193,12 +193,12 @@ def run_residual(analysis: Mapping, cohort, folder: Path, seed: int, device: str
                                      "physician_rate": result.summary.physician_rate,
                                      "p_value": result.summary.p_value}
     if s["segmenter"]:
-        summary["segmenter"] = _segmenter(s, cohort, out, seed, device, histories=None)
+        summary["segmenter"] = _segmenter(s, cohort, out, seed, device)
     summary["dropped"] = _failures(folder, result.failures)
     return summary
 
 
-def _segmenter(s: Mapping, cohort, out: Path, seed: int, device: str, histories=None) -> dict:
+def _segmenter(s: Mapping, cohort, out: Path, seed: int, device: str) -> dict:
     """``rtresponse residual segmenter``: U-Net / DeepLabv3 on the MR slices, 4:1 by patient; validation Dice."""
     import numpy as np
     import pandas as pd

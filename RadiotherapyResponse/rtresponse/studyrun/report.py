@@ -210,8 +210,8 @@ def _roc_and_calibration(predictions, writer: _Writer, stem: str, title: str, dp
         try:
             auc, low, high = delong_auc_ci(y, p)
         except InputError:  # one patient in a class (a small test set): the AUC without its CI
-            auc, low, high = float(np.mean((p[y == 1][:, None] > p[y == 0]) + 0.5 * (p[y == 1][:, None] == p[y == 0]))), \
-                float("nan"), float("nan")
+            pairs = p[y == 1][:, None] - p[y == 0][None, :]
+            auc, low, high = float(np.mean((pairs > 0) + 0.5 * (pairs == 0))), float("nan"), float("nan")
         fpr, tpr, _ = roc_curve_points(y, p)
         curves[f"{model}: AUC {auc:.2f} ({low:.2f}–{high:.2f})"] = (fpr, tpr)
         probability = bool(np.all((p >= 0) & (p <= 1)))
