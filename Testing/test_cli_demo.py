@@ -139,3 +139,5 @@ def test_demo_runs_the_four_methods_through_one_study_and_writes_the_report_besi
                                                         mrml.nodes_by_class(scene, "vtkMRMLScalarVolumeNode")}
     charts = [c.GetName() for c in mrml.nodes_by_class(scene, "vtkMRMLPlotChartNode")]
     assert "regression ROC" in charts
+    if deep:  # the trained networks' loss curves
+        assert {"response_i3d loss", "residual loss", "recurrence_volumes loss"} <= set(charts)

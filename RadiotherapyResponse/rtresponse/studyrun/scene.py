@@ -46,6 +46,15 @@ def write_scene(result, cohort, to: Path | None = None, extra: dict | None = Non
                 curves[model] = (fpr, tpr)
         if curves:
             mrml.plot_xy(curves, f"{step.name} ROC", scene, x_title="1 - specificity", y_title="sensitivity")
+        history = step.path / "history.csv"
+        if history.is_file():  # the trained methods' loss curves
+            frame = pd.read_csv(history)
+            group = next((c for c in ("model", "regimen", "run") if c in frame), None)
+            series = {f"{name} {column}".strip(): (t["epoch"].to_numpy(float), t[column].to_numpy(float))
+                      for name, t in (frame.groupby(group, sort=False) if group else [("", frame)])
+                      for column in ("train_loss", "validation_loss") if column in t and t[column].notna().any()}
+            if series:
+                mrml.plot_xy(series, f"{step.name} loss", scene, x_title="epoch", y_title="loss")
         calibration = tables / f"{stem}_calibration.csv"
         if calibration.is_file():
             frame = pd.read_csv(calibration)
