@@ -338,36 +338,18 @@ def _split_column(path: Path):
 
 
 def _segmenter(args) -> int:
-    import numpy as np
     import pandas as pd
 
     from . import provenance
     from .cohort import load_manifest
-    from .residual import SegmentationSlices, SegmenterConfig, compare_segmenters, save_segmenter, segmentation_slices
+    from .residual import SegmenterConfig, compare_segmenters, save_segmenter
     from .residual.segmentation import weights_provenance
-    from .residual.study import read_tumour
+    from .residual.study import segmenter_slices
     from .settings import resolve_device
 
     cohort = load_manifest(args.manifest)
-    names = [f"mask_{name.strip()}" for name in args.mask.split("+")]
-    ids = [pid for pid in cohort.patient_ids
-           if any(cohort.table.at[pid, column] for column in names if column in cohort.table.columns)]
-    if len(ids) < 2:
-        raise RTResponseError(f"segmentation needs at least 2 patients with a mask_{args.mask}, got {len(ids)}")
-    order = [ids[i] for i in np.random.default_rng(args.seed).permutation(len(ids))]
-    n_test = max(1, int(round(len(ids) / 5)))
-    parts = {"validation": order[:n_test], "train": order[n_test:]}
-    slices = {}
-    for part, pids in parts.items():
-        loaded = []
-        for pid in pids:
-            try:
-                mr = cohort.read_image(pid, args.image)
-                mask = read_tumour(cohort, pid, args.mask, args.image, mr)
-                loaded.append(segmentation_slices(mr, mask, pid, args.input_size, args.negatives, seed=args.seed))
-            except (RTResponseError, RuntimeError) as error:
-                print(f"  left out {error}", file=sys.stderr)
-        slices[part] = SegmentationSlices.concatenate(loaded)
+    slices, parts = segmenter_slices(cohort, args.image, args.mask, args.input_size, args.negatives, args.seed,
+                              lambda pid, error: print(f"  left out {error}", file=sys.stderr))
     config = SegmenterConfig(input_size=args.input_size, learning_rate=args.lr, batch_size=args.batch_size,
                              epochs=args.epochs, keep=args.keep, backbone_weights=_weights(args.weights),
                              negatives=args.negatives, unet_features=tuple(args.unet_features), amp=args.amp,

@@ -119,6 +119,37 @@ def read_tumour(cohort: "Cohort", patient_id: str, mask: str, image: str, refere
     return union
 
 
+def segmenter_slices(cohort: "Cohort", image: str, mask: str, input_size: int, negatives: float, seed: int,
+                     on_skip: Callable[[str, Exception], None] | None = None) -> tuple[dict, dict]:
+    """({"train": ..., "validation": ...} SegmentationSlices, the same parts' patient ids) of the patients with a
+    ``mask``, split 4:1 by patient (seeded); a patient whose image or mask cannot be read is left out of the slices
+    (``on_skip(patient, error)``)."""
+    from ..errors import RTResponseError
+    from .segmentation import SegmentationSlices, segmentation_slices
+
+    names = [f"mask_{name.strip()}" for name in mask.split("+")]
+    ids = [pid for pid in cohort.patient_ids
+           if any(cohort.table.at[pid, column] for column in names if column in cohort.table.columns)]
+    if len(ids) < 2:
+        raise RTResponseError(f"segmentation needs at least 2 patients with a mask_{mask}, got {len(ids)}")
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n_test = max(1, int(round(len(ids) / 5)))
+    parts = {"validation": order[:n_test], "train": order[n_test:]}
+    slices = {}
+    for part, pids in parts.items():
+        loaded = []
+        for pid in pids:
+            try:
+                mr = cohort.read_image(pid, image)
+                loaded.append(segmentation_slices(mr, read_tumour(cohort, pid, mask, image, mr), pid, input_size,
+                                                  negatives, seed=seed))
+            except (RTResponseError, RuntimeError) as error:
+                if on_skip is not None:
+                    on_skip(pid, error)
+        slices[part] = SegmentationSlices.concatenate(loaded)
+    return slices, parts
+
+
 def load_crops(cohort: "Cohort", patient_ids: Sequence[str], image: str = "T1", mask: str | None = "GTVp",
                crop_options: Mapping | None = None, segmenter: "Segmenter | None" = None,
                progress: Callable[[int, int], None] | None = None) -> tuple[dict, dict[str, str]]:

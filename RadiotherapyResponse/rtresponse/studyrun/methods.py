@@ -200,32 +200,12 @@ def run_residual(analysis: Mapping, cohort, folder: Path, seed: int, device: str
 
 def _segmenter(s: Mapping, cohort, out: Path, seed: int, device: str) -> dict:
     """``rtresponse residual segmenter``: U-Net / DeepLabv3 on the MR slices, 4:1 by patient; validation Dice."""
-    import numpy as np
     import pandas as pd
 
-    from ..errors import RTResponseError
-    from ..residual import SegmentationSlices, SegmenterConfig, compare_segmenters, save_segmenter, segmentation_slices
-    from ..residual.study import read_tumour
+    from ..residual import SegmenterConfig, compare_segmenters, save_segmenter
+    from ..residual.study import segmenter_slices
 
-    names = [f"mask_{name.strip()}" for name in s["mask"].split("+")]
-    ids = [pid for pid in cohort.patient_ids
-           if any(cohort.table.at[pid, column] for column in names if column in cohort.table.columns)]
-    if len(ids) < 2:
-        raise RTResponseError(f"segmentation needs at least 2 patients with a mask_{s['mask']}, got {len(ids)}")
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    n_test = max(1, int(round(len(ids) / 5)))
-    parts = {"validation": order[:n_test], "train": order[n_test:]}
-    slices = {}
-    for part, pids in parts.items():
-        loaded = []
-        for pid in pids:
-            try:
-                mr = cohort.read_image(pid, s["image"])
-                mask = read_tumour(cohort, pid, s["mask"], s["image"], mr)
-                loaded.append(segmentation_slices(mr, mask, pid, s["segmenter_input_size"], 0.25, seed=seed))
-            except (RTResponseError, RuntimeError):
-                continue
-        slices[part] = SegmentationSlices.concatenate(loaded)
+    slices, _ = segmenter_slices(cohort, s["image"], s["mask"], s["segmenter_input_size"], 0.25, seed)
     weights = resolved_weights("auto", "resnet50")  # DeepLabv3's ResNet-50 backbone: ImageNet when installed
     config = SegmenterConfig(input_size=s["segmenter_input_size"], epochs=s["segmenter_epochs"],
                              batch_size=s["segmenter_batch_size"],
