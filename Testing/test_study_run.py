@@ -4,6 +4,7 @@ it, an interrupted run resumes), and Tanaka's protocol from `study init` to the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -95,7 +96,7 @@ def test_missing_field_and_check_command_name_the_field(tmp_path, capsys):
 
 def test_defaults_are_filled_and_every_field_is_documented():
     study = check(_minimal(), "s.yaml")
-    assert study["analyses"][0]["n_bootstrap"] == 1000 and study["execution"] == {"workers": 1, "device": "cpu"}
+    assert study["analyses"][0]["n_bootstrap"] == 1000 and study["execution"] == {"workers": 1, "scheduler": None, "device": "cpu"}
     assert "preset" not in study["features"][1] and "model" not in study["features"][0]  # only the kind's fields
     docs = (REPO / "docs" / "study.md").read_text(encoding="utf-8")
     for field, _, default, description in field_rows():
@@ -119,7 +120,7 @@ def test_run_refuses_a_folder_that_is_not_a_study_folder(tmp_path, capsys):
 FIRSTORDER = {"setting": {"binWidth": 25}, "imageType": {"Original": {}}, "featureClass": {"firstorder": []}}
 
 
-def _study(folder: Path, manifest: Path, n_bootstrap: int = 10, bin_width: int = 25) -> Path:
+def _study(folder: Path, manifest: Path, n_bootstrap: int = 10, bin_width: int = 25, execution=None) -> Path:
     """A small study: regression label, first-order CT features (a parameter file beside the study), clinical."""
     params = folder / "firstorder.yaml"
     params.write_text(yaml.safe_dump({**FIRSTORDER, "setting": {"binWidth": bin_width}}))
@@ -132,6 +133,8 @@ def _study(folder: Path, manifest: Path, n_bootstrap: int = 10, bin_width: int =
                          {"name": "split", "outcome": "response", "protocol": "split", "feature_sets": ["clinical"],
                           "selectors": ["none"], "classifiers": ["lda"], "cv_folds": 3}],
             "report": {"scene": False, "dpi": 60}}
+    if execution:
+        data["execution"] = execution
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -174,6 +177,26 @@ def test_rerun_is_served_from_the_cache_and_a_changed_setting_recomputes_only_it
     fifth = run_study(load_study(_study(tmp_path, cohort, n_bootstrap=12, bin_width=10)), out, log=lambda line: None)
     assert set(fifth.computed) == {"cohort/manifest", "labels/regression", "features/firstorder", "analysis/grid",
                                    "analysis/split"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="dask.distributed is not installed")
+def test_a_study_on_a_dask_cluster_computes_the_same_steps_and_its_cache_serves_a_local_run(cohort, tmp_path):
+    """execution.scheduler moves the labels, features and analyses onto a LocalCluster: every step's files equal
+    the local run's, and the cache keys do not depend on where steps ran."""
+    import pandas as pd
+
+    local = run_study(load_study(_study(tmp_path, cohort)), tmp_path / "local", log=lambda line: None)
+    spread = run_study(load_study(_study(tmp_path, cohort, execution={"scheduler": "local-cluster:2"})),
+                       tmp_path / "dask", log=lambda line: None)
+    assert spread.count("computed") == 5
+    for one, other in zip(local.steps, spread.steps):
+        assert (one.kind, one.name, one.key) == (other.kind, other.name, other.key)
+        for table in sorted(one.path.rglob("*.csv")):
+            pd.testing.assert_frame_equal(pd.read_csv(table), pd.read_csv(other.path / table.relative_to(one.path)),
+                                          obj=str(table.relative_to(one.path)))
+    again = run_study(load_study(_study(tmp_path, cohort, execution={"scheduler": "local-cluster:2"})),
+                      tmp_path / "local", log=lambda line: None)
+    assert again.computed == [] and again.count("reused") == 5
 
 
 def test_an_interrupted_run_resumes_with_the_steps_it_had_finished(cohort, tmp_path):

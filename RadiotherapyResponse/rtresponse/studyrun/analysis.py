@@ -21,8 +21,9 @@ BOOTSTRAP_SHAPLEY_PLAYERS = 8  # exact Shapley values of the bootstrap's best mo
 
 
 def run_analysis(analysis: Mapping, tables: Mapping[str, "object"], outcome, outcome_name: str, seed: int,
-                 workers: int, folder: Path, progress: Callable | None = None) -> dict:
-    """Run one analysis on ``tables`` ({set name: feature DataFrame with a status column}); write into ``folder``."""
+                 execution, folder: Path, progress: Callable | None = None) -> dict:
+    """Run one analysis on ``tables`` ({set name: feature DataFrame with a status column}); write into ``folder``.
+    ``execution``: where its grid cells or folds run (:mod:`rtresponse.execution`)."""
     import pandas as pd
 
     from ..models.evaluate import evaluate, input_importance, write_outputs
@@ -34,7 +35,7 @@ def run_analysis(analysis: Mapping, tables: Mapping[str, "object"], outcome, out
     evaluation = evaluate(sets, outcome, protocol=analysis["protocol"], selectors=analysis["selectors"],
                           classifiers=analysis["classifiers"], k=analysis["k"], n_bootstrap=analysis["n_bootstrap"],
                           forward=analysis["forward"], positive=positive, test_size=analysis["test_size"],
-                          cv_folds=analysis["cv_folds"], random_state=seed, n_jobs=workers, progress=progress)
+                          cv_folds=analysis["cv_folds"], random_state=seed, execution=execution, progress=progress)
     paths = write_outputs(evaluation, folder / "model", outcome_name, evaluation.best.get("positive", positive))
     data = assemble(sets, outcome, positive)
     y = pd.Series(data.y, index=data.X.index)

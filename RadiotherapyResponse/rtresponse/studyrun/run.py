@@ -100,7 +100,20 @@ def _resolved_weights(entry: dict) -> str:
 
 def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[str], Callable] | None = None,
               log: Callable[[str], None] = print, study_file: str | None = None) -> StudyRun:
-    """Run (or resume) ``study`` (from :func:`~.schema.load_study`) in ``out``; returns what each step did."""
+    """Run (or resume) ``study`` (from :func:`~.schema.load_study`) in ``out``; returns what each step did.
+
+    The cohort-scale work (labels, features, Grad-CAM maps, the analyses' grid cells or folds) runs where
+    ``execution.scheduler`` says (``RTRESPONSE_SCHEDULER`` when it is null), with ``execution.workers`` local
+    processes otherwise; the numbers, and so the cached steps, are the same wherever it runs."""
+    from ..execution import Execution, default_scheduler
+
+    scheduler = study["execution"].get("scheduler")
+    with Execution(default_scheduler() if scheduler is None else scheduler,
+                   workers=study["execution"]["workers"]) as where:
+        return _run_study(study, out, progress_factory, log, study_file, where)
+
+
+def _run_study(study: dict, out, progress_factory, log, study_file, where) -> StudyRun:
     import pandas as pd
 
     from ..cohort import file_fingerprint, load_manifest
@@ -110,7 +123,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     out = Path(out)
     prepare_folder(out, study)
     cache = StepCache(out / "cache", log)
-    seed, workers = study["seed"], study["execution"]["workers"]
+    seed = study["seed"]
 
     def bar(stage: str):
         return progress_factory(stage) if progress_factory else None
@@ -161,7 +174,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
 
             table = label_cohort(cohort, initial=label["initial"], boost=label["boost"], days=label["days"],
                                  threshold=label["threshold"], min_volume_cc=label["min_volume_cc"],
-                                 image=label["image"])
+                                 image=label["image"], execution=where)
             table.to_csv(folder / "labels.csv")
             return {"threshold": table.attrs["threshold"], "included": int((table["status"] == "ok").sum()),
                     "excluded": int((table["status"] != "ok").sum())}
@@ -202,7 +215,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
                     from ..features.handcrafted import extract_cohort
 
                     table = extract_cohort(cohort, image=entry["image"], mask=entry["mask"],
-                                           settings=entry["preset"], n_jobs=workers, progress=callback)
+                                           settings=entry["preset"], execution=where, progress=callback)
                 else:
                     from ..features.deep2d import extract_cohort
 
@@ -211,7 +224,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
                                            weights=None if weights == "random" else weights, device=device,
                                            size_mm=entry["size_mm"], level=entry["level"], width=entry["width"],
                                            context=entry["context"], top_k=entry["top_k"], seed=seed,
-                                           progress=callback)
+                                           execution=where, progress=callback)
             finally:
                 closing(callback)
             table.to_csv(folder / "features.csv")
@@ -228,7 +241,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
         feature_steps[name] = cache.run("features", name, settings, {"cohort": cohort_step.key}, make_features)
         if entry["kind"] == "deep2d" and feature_steps[name].ok and study["report"]["gradcam_patients"]:
             _gradcam_step(cache, entry, settings, feature_steps[name], cohort, study["report"]["gradcam_patients"],
-                          device)
+                          device, where)
 
     # analyses
     for analysis in study["analyses"]:
@@ -280,7 +293,7 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
                 outcome = outcome_columns[analysis["outcome"]]
             callback = bar(f"analysis {analysis['name']}")
             try:
-                return run_analysis(analysis, tables, outcome, analysis["outcome"], settings["seed"], workers,
+                return run_analysis(analysis, tables, outcome, analysis["outcome"], settings["seed"], where,
                                     folder, callback)
             finally:
                 closing(callback)
@@ -311,7 +324,8 @@ def run_study(study: dict, out: str | os.PathLike, progress_factory: Callable[[s
     return result
 
 
-def _gradcam_step(cache: StepCache, entry: dict, settings: dict, features: Step, cohort, n: int, device: str) -> Step:
+def _gradcam_step(cache: StepCache, entry: dict, settings: dict, features: Step, cohort, n: int, device: str,
+                  where=None) -> Step:
     """Grad-CAM maps of a deep2d feature set's network on the max-area slice of its first ``n`` patients
     (:func:`rtresponse.features.deep2d.gradcam_cohort`, as `rtresponse gradcam`): ``gradcam.npz`` (pixels_i,
     heat_i) and ``gradcam.csv`` (patient_id, status), for the report's examples."""
@@ -335,7 +349,7 @@ def _gradcam_step(cache: StepCache, entry: dict, settings: dict, features: Step,
                                              weights=None if weights == "random" else weights, device=device,
                                              size_mm=entry["size_mm"], level=entry["level"], width=entry["width"],
                                              context=entry["context"], seed=settings["seed"], patients=patients,
-                                             on_map=keep):
+                                             on_map=keep, execution=where):
             rows.append({"patient_id": pid, "status": status})
         np.savez_compressed(folder / "gradcam.npz", **arrays)
         ok = [r["patient_id"] for r in rows if r["status"] == "ok"]
