@@ -4,13 +4,15 @@ Runs the same handcrafted cohort extraction (a synthetic cohort written once) an
 (a planted-signal feature matrix) with
   - local, 1 worker (this process) and local, 2 workers (joblib processes), and
   - a dask.distributed LocalCluster of 1 and of 2 single-threaded worker processes (``--scheduler local-cluster:N``),
-and prints, for each, the median seconds, the speed-up over local with 1 worker, the overhead of Dask over local
-with as many workers, and whether the table is identical to local with 1 worker.
+and prints, for each, the median seconds, the speed-up over local with 1 worker and over the same kind with 1
+worker, the overhead of Dask over local with as many workers, and whether the table is identical to local with 1 worker.
 
 Every configuration gets one core per worker: the local 1-worker run is held to one BLAS and one ITK thread (as
 each joblib or Dask worker process is), so "1 worker" means one core everywhere and the speed-up is that of the
 workers, not of threads inside one. The cluster is started before the timed runs (its start-up is printed
-apart), and every configuration first runs a small warm-up job (imports in the worker processes), untimed.
+apart), every configuration first runs a small warm-up job (imports in the worker processes), untimed, and the
+repeats go round all configurations in turn (the clusters stay up, idle, meanwhile), so a slow spell of the
+machine falls on all of them alike.
 
 Usage: python bench/distributed.py [--patients 24] [--size 96 96 32] [--perturbations 2]
        [--preset pyradiomics-default] [--grid-patients 100] [--features 200] [--draws 100] [--repeats 3]
@@ -42,17 +44,6 @@ from rtresponse.execution import Execution  # noqa: E402
 from rtresponse.features.handcrafted import extract_cohort  # noqa: E402
 from rtresponse.models.grid import run_grid  # noqa: E402
 from rtresponse.sampledata.synthetic import write_cohort  # noqa: E402
-
-
-def _time(run, warm, repeats: int):
-    """(median seconds of ``repeats`` timed runs after an untimed small warm-up job, the last result)."""
-    warm()
-    seconds, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), result
 
 
 @contextlib.contextmanager
@@ -112,7 +103,6 @@ def main() -> None:
     parser.add_argument("--skip-grid", action="store_true")
     args = parser.parse_args()
 
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
         cohort = load_manifest(write_cohort(Path(folder) / "cohort", n_patients=args.patients, seed=0,
                                             size=tuple(args.size)))
@@ -132,33 +122,51 @@ def main() -> None:
 
             jobs[f"grid ({args.grid_patients}x{args.features}, {len(args.selectors)}x{len(args.classifiers)}, "
                  f"{args.draws} draws)"] = (grid_job, lambda execution: grid_job(execution, 2))
-        startup = {}
-        for kind in ("local", "dask"):
-            for workers in args.workers:
-                start = time.perf_counter()
-                execution = Execution(f"local-cluster:{workers}") if kind == "dask" else Execution(workers=workers)
-                with execution, _one_core(workers, kind):
+        # every configuration is set up and warmed first, then the repeats go round all of them in turn, so a
+        # slow spell of the machine (a shared VM's neighbours) falls on every configuration alike
+        startup, configs = {}, []
+        with contextlib.ExitStack() as stack:
+            for kind in ("local", "dask"):
+                for workers in args.workers:
+                    start = time.perf_counter()
+                    execution = stack.enter_context(
+                        Execution(f"local-cluster:{workers}") if kind == "dask" else Execution(workers=workers))
                     if kind == "dask":
                         execution.client.wait_for_workers(workers)
                         startup[workers] = time.perf_counter() - start
-                    for name, (job, warm) in jobs.items():
-                        seconds, result = _time(lambda: job(execution), lambda: warm(execution), args.repeats)
-                        rows.append({"task": name, "execution": kind, "workers": workers, "seconds": seconds,
-                                     "result": result})
-                        print(f"  {name}, {kind}, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
-    print(f"median of {args.repeats} run(s) after a small warm-up job, one core per worker; "
+                    configs.append((kind, workers, execution))
+            for kind, workers, execution in configs:
+                with _one_core(workers, kind):
+                    for job, warm in jobs.values():
+                        warm(execution)
+            seconds, results = {}, {}
+            for repeat in range(args.repeats):
+                for kind, workers, execution in configs:
+                    with _one_core(workers, kind):
+                        for name, (job, _) in jobs.items():
+                            start = time.perf_counter()
+                            results[name, kind, workers] = job(execution)
+                            seconds.setdefault((name, kind, workers), []).append(time.perf_counter() - start)
+                            print(f"  round {repeat + 1}: {name}, {kind}, {workers} worker(s): "
+                                  f"{seconds[name, kind, workers][-1]:.1f} s", file=sys.stderr, flush=True)
+        rows = [{"task": name, "execution": kind, "workers": workers, "seconds": statistics.median(times),
+                 "result": results[name, kind, workers]} for (name, kind, workers), times in seconds.items()]
+    print(f"median of {args.repeats} round(s) over all configurations after a small warm-up job, one core per "
+          "worker; "
           "LocalCluster start-up: "
           + ", ".join(f"{w} worker(s) {s:.1f} s" for w, s in startup.items()))
-    print(f"{'task':<48} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'dask/local':>10} "
-          f"{'identical':>9}")
+    print(f"{'task':<48} {'execution':<9} {'workers':>7} {'seconds':>9} {'speed-up':>9} {'same kind':>9} "
+          f"{'dask/local':>10} {'identical':>9}")
     for row in rows:
         base = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
                     and r["workers"] == args.workers[0])
         local = next(r for r in rows if r["task"] == row["task"] and r["execution"] == "local"
                      and r["workers"] == row["workers"])
+        first = next(r for r in rows if r["task"] == row["task"] and r["execution"] == row["execution"]
+                     and r["workers"] == args.workers[0])
         overhead = f"{row['seconds'] / local['seconds'] - 1:+.0%}" if row["execution"] == "dask" else ""
         print(f"{row['task']:<48} {row['execution']:<9} {row['workers']:>7} {row['seconds']:>9.2f} "
-              f"{base['seconds'] / row['seconds']:>8.2f}x {overhead:>10} "
+              f"{base['seconds'] / row['seconds']:>8.2f}x {first['seconds'] / row['seconds']:>8.2f}x {overhead:>10} "
               f"{'yes' if _same(base['result'], row['result']) else 'NO':>9}")
 
 
