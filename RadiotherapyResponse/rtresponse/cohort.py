@@ -396,20 +396,23 @@ def _dicom_to_suv(path: Path, method: str, image: "sitk.Image") -> "sitk.Image":
     return converted
 
 
-def file_fingerprint(paths) -> str:
-    """A digest of each file's path, size and modification time (every file of a DICOM folder): changes when they do."""
+def file_fingerprint(paths, base=None) -> str:
+    """A digest of each file's path, size and modification time (every file of a DICOM folder): changes when they do.
+    With ``base``, paths inside it count relative to it, so a moved or renamed folder keeps its fingerprint."""
     import hashlib
 
+    base = None if base is None else Path(base).resolve()
     parts = []
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for item in files:
+    for path in map(Path, paths):
+        for item in (sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]):
+            where = item.resolve()
+            if base is not None and where.is_relative_to(base):
+                where = where.relative_to(base)
             try:
                 info = item.stat()
-                parts.append(f"{item.resolve()}|{info.st_size}|{info.st_mtime_ns}")
+                parts.append(f"{where}|{info.st_size}|{info.st_mtime_ns}")
             except OSError:
-                parts.append(f"{item}|missing")
+                parts.append(f"{where}|missing")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

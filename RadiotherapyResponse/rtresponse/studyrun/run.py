@@ -70,25 +70,6 @@ def prepare_folder(out: Path, study: dict) -> None:
     write_text(out / MARKER, json.dumps({"study": study["name"], "format": 1}) + "\n")
 
 
-def _files_fingerprint(paths, base: Path) -> str:
-    """A digest of each file's path (relative to the manifest's folder when inside it: a moved or renamed study
-    folder keeps its keys), size and modification time; a folder (a DICOM series) is all its files."""
-    import hashlib
-
-    base = Path(base).resolve()
-    parts = []
-    for path in map(Path, paths):
-        for item in (sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]):
-            where = item.resolve()
-            where = where.relative_to(base) if where.is_relative_to(base) else where
-            try:
-                info = item.stat()
-                parts.append(f"{where}|{info.st_size}|{info.st_mtime_ns}")
-            except OSError:
-                parts.append(f"{where}|missing")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
 def _resolved_weights(entry: dict) -> str:
     """'auto' decided now (imagenet when this computer has the weights, else random), so the cache key says which."""
     if entry["weights"] != "auto":
@@ -157,7 +138,7 @@ def _run_study(study: dict, out, progress_factory, log, study_file, where) -> St
         probe = load_manifest(manifest, check_files=False)
         files = [probe.resolve(cell) for column in probe.table.columns if column.startswith(("image_", "mask_"))
                  for cell in probe.table[column] if cell]
-        fingerprint = {"manifest_sha256": sha256_file(manifest), "files": _files_fingerprint(files, manifest.parent)}
+        fingerprint = {"manifest_sha256": sha256_file(manifest), "files": file_fingerprint(files, manifest.parent)}
 
         def read_cohort(folder: Path) -> dict:
             return {"patients": len(probe), "source": str(manifest)}
