@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -134,8 +135,27 @@ def cohort_with_empty_mask(synthetic_cohort, folder, patient: str, mask: str):
     return load_manifest(manifest)
 
 
+def planted_evaluation_inputs(folder, patients: int) -> tuple:
+    """(features.csv, manifest.csv) in ``folder`` for `rtresponse evaluate`: 5 features, outcome_response from f1."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    ids = [f"P{i:03d}" for i in range(patients)]
+    features = pd.DataFrame(rng.normal(size=(patients, 5)), columns=[f"f{i}" for i in range(5)],
+                            index=pd.Index(ids, name="patient_id"))
+    outcome = (features["f1"] + rng.normal(0, 0.5, patients) > 0).astype(int)
+    features.assign(status="ok").to_csv(folder / "features.csv")
+    pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(folder / "manifest.csv",
+                                                                                      index=False)
+    return folder / "features.csv", folder / "manifest.csv"
+
+
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
+
+
 @pytest.fixture(scope="module")
-def dask_client():
+def client():
     """A real dask.distributed LocalCluster of 2 single-threaded worker processes, one per test module."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")

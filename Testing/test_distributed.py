@@ -18,7 +18,7 @@ import pytest
 from rtresponse.errors import InputError
 from rtresponse.execution import Execution, check_scheduler, resolve
 
-from conftest import child_env, cohort_with_empty_mask
+from conftest import child_env, cohort_with_empty_mask, needs_dask, planted_evaluation_inputs
 
 SMALL = {"imageType": {"Original": {}}, "featureClass": {"firstorder": None, "shape": ["VoxelVolume"]},
          "setting": {"binWidth": 25}}
@@ -75,15 +75,6 @@ def test_a_dask_setting_without_dask_installed_says_what_to_install(monkeypatch)
 
 
 # ------------------------------------------------------------------ on a LocalCluster
-
-needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                                reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
-
-
-@pytest.fixture(scope="module")
-def client(dask_client):
-    return dask_client
-
 
 @pytest.fixture(scope="module")
 def cohort(synthetic_cohort, tmp_path_factory):
@@ -229,14 +220,7 @@ def test_ctrl_c_cancels_the_cluster_run_and_writes_nothing(cohort, tmp_path):
 def test_evaluate_sent_to_a_scheduler_address_writes_the_same_results(client, tmp_path, monkeypatch):
     from rtresponse.cli import main
 
-    rng = np.random.default_rng(1)
-    ids = [f"P{i:03d}" for i in range(40)]
-    features = pd.DataFrame(rng.normal(size=(40, 5)), columns=[f"f{i}" for i in range(5)],
-                            index=pd.Index(ids, name="patient_id"))
-    outcome = (features["f1"] + rng.normal(0, 0.5, 40) > 0).astype(int)
-    features.assign(status="ok").to_csv(tmp_path / "features.csv")
-    pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(tmp_path / "manifest.csv",
-                                                                                      index=False)
+    planted_evaluation_inputs(tmp_path, 40)
     common = ["evaluate", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
               "--outcome", "response", "--selectors", "wilcoxon", "--classifiers", "lda", "nb", "--k", "3",
               "--n-bootstrap", "10", "--progress", "none"]

@@ -4,21 +4,13 @@ gives, a failing patient keeps its row, and provenance says where the run went."
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import cohort_with_empty_mask
+from conftest import cohort_with_empty_mask, needs_dask, planted_evaluation_inputs
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                                reason="dask.distributed is not installed (pip install 'rtresponse[distributed]')")
-
-
-@pytest.fixture(scope="module")
-def client(dask_client):
-    return dask_client
+pytestmark = needs_dask
 
 
 @pytest.fixture(scope="module")
@@ -208,14 +200,7 @@ def test_evaluate_split_sent_to_a_scheduler_address_writes_the_same_results(clie
     from rtresponse import provenance
     from rtresponse.cli import main
 
-    rng = np.random.default_rng(1)
-    ids = [f"P{i:03d}" for i in range(45)]
-    features = pd.DataFrame(rng.normal(size=(45, 5)), columns=[f"f{i}" for i in range(5)],
-                            index=pd.Index(ids, name="patient_id"))
-    outcome = (features["f1"] + rng.normal(0, 0.5, 45) > 0).astype(int)
-    features.assign(status="ok").to_csv(tmp_path / "features.csv")
-    pd.DataFrame({"patient_id": ids, "outcome_response": outcome.to_numpy()}).to_csv(tmp_path / "manifest.csv",
-                                                                                      index=False)
+    planted_evaluation_inputs(tmp_path, 45)
     common = ["evaluate", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
               "--outcome", "response", "--protocol", "split", "--selectors", "wilcoxon", "chi2", "--classifiers",
               "lda", "nb", "--k", "3", "--cv-folds", "3", "--progress", "none"]
