@@ -156,13 +156,14 @@ needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
 
 @pytest.fixture(scope="module")
 def client():
-    """A real dask.distributed LocalCluster of 2 single-threaded worker processes, one per test module."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    """A real dask.distributed LocalCluster of 2 single-threaded worker processes (as ``--scheduler local-cluster:2``
+    starts it), one per test module."""
+    pytest.importorskip("distributed")
+    from rtresponse.execution import Execution
+
+    with Execution("local-cluster:2") as where:
+        where.client.wait_for_workers(2)
+        yield where.client
 
 
 def rank_auc(scores, labels) -> float:
