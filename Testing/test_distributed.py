@@ -119,19 +119,22 @@ def _same_grid(one, other):
 
 @needs_dask
 def test_a_local_cluster_hands_out_tasks_as_local_workers_take_them(client):
-    """One task per single-threaded worker at a time (none queued behind a long task while a worker idles), and
-    glibc left to reuse freed arrays (Dask's MALLOC_TRIM_THRESHOLD_ unset), as in local worker processes."""
+    """One task per single-threaded worker at a time (none queued behind a long task while a worker idles), glibc
+    left to reuse freed arrays (Dask's MALLOC_TRIM_THRESHOLD_ unset), as in local worker processes, and no
+    statistical profiler sampling every task."""
     import dask
     import distributed
 
     assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == 1.0
     assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
     assert set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}  # Dask's other settings kept
+    assert set(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values()) == {False}
     # a cluster this module did not start is left as its owner configured it
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as theirs:
         assert theirs.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == \
             dask.config.get("distributed.scheduler.worker-saturation") != 1.0
+        assert set(theirs.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values()) == {True}
 
 
 @needs_dask

@@ -41,9 +41,12 @@ LOCAL_CLUSTER = "local-cluster"
 # default 1.1 gives a single-threaded worker two), and the costliest-first order holds. No MALLOC_TRIM_THRESHOLD_:
 # Dask sets it so workers hand freed memory back to the OS at once, which also fixes glibc's mmap threshold, so
 # every image-sized array is mapped anew and page-faulted in (+0.5 s system time in 6.5 s of feature extraction,
-# measured); local processes keep freed arrays for reuse.
+# measured); local processes keep freed arrays for reuse. No statistical profiler: it samples the running task's
+# stack every 10 ms in a thread of its own that takes the GIL (1.5-2 s of CPU in a 22 s grid, measured; 0.6 s
+# without it); it only feeds the dashboard's profile page.
 LOCAL_CLUSTER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0,
-                        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+                        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                        "distributed.worker.profile.enabled": False}
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
             "htcondor": "HTCondorCluster", "oar": "OARCluster", "moab": "MoabCluster"}
 
