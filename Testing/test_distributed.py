@@ -129,6 +129,7 @@ def test_a_local_cluster_hands_out_tasks_as_local_workers_take_them(client):
     assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
     assert set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}  # Dask's other settings kept
     assert set(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values()) == {False}
+    assert set(client.run(lambda dask_worker: dask_worker._tick_interval).values()) == {1.0}
     # a cluster this module did not start is left as its owner configured it
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as theirs:

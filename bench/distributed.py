@@ -253,6 +253,12 @@ def _table(args, names: dict, runs: dict, results: dict, startup: dict) -> None:
                       f"{median((name, 'local', first)) / median(key):>8.2f}x "
                       f"{median((name, kind, first)) / median(key):>8.2f}x {overhead:>10} {cpu_overhead:>8} "
                       f"{'yes' if same else 'NO':>9}")
+    print("dask/local in each round (seconds), for the spread:")
+    for name in names:
+        for workers in args.workers:
+            ratios = [d["seconds"] / l["seconds"] - 1 for d, l in zip(runs[name, "dask", workers],
+                                                                  runs[name, "local", workers])]
+            print(f"  {name}, {workers} worker(s): " + " ".join(f"{ratio:+.0%}" for ratio in ratios))
 
 
 if __name__ == "__main__":
