@@ -18,6 +18,8 @@ How it keeps the comparison fair:
   - each round runs each job in all configurations one after the other (in a rotated order each round), so a
     slow spell of the machine falls on all of them alike; the Dask overhead is the median over rounds of the ratio of
     the Dask run to the local run with as many workers in the same round.
+Last, it measures what two workers can gain on this machine at best: a fixed piece of work alone and in two
+processes at once (two virtual cores that share a physical core, caches or a turbo budget give less than 2x).
 
 Usage: python bench/distributed.py [--patients 24] [--size 96 96 32] [--perturbations 2]
        [--preset pyradiomics-default] [--grid-patients 100] [--features 100] [--draws 50] [--rounds 5]
@@ -164,6 +166,39 @@ def serve(args) -> None:
             print(json.dumps({"seconds": seconds, "cpu": cpu}), flush=True)
 
 
+def _fixed_work(_=None) -> float:
+    """A fixed piece of CPU work like the tasks' (Python loops, small matrix products, sorting image-sized
+    arrays); returns its seconds."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # one core, as a worker
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        total = 0
+        for _ in range(30):
+            for k in range(300_000):
+                total += k
+            matrix = rng.normal(size=(100, 60))
+            for _ in range(200):
+                (matrix.T @ matrix).sum()
+            np.sort(rng.normal(size=128 * 128 * 32))
+        return time.perf_counter() - start
+
+
+def machine_ceiling(repeats: int = 9) -> tuple[float, float]:
+    """(seconds of the fixed work alone, alone / at the same time as a copy in a second process), medians: what
+    two workers can gain on this machine at best, whatever runs them (1.0 = two cores as good as one each)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_fixed_work, range(2)))  # both processes started and warm
+        alone, together = [], []
+        for _ in range(repeats):
+            alone.append(pool.submit(_fixed_work).result())
+            together.append(max(pool.map(_fixed_work, range(2))))
+    return statistics.median(alone), statistics.median(a / t for a, t in zip(alone, together))
+
+
 def _same(one, other) -> bool:
     try:
         if isinstance(one, pd.DataFrame):
@@ -228,6 +263,9 @@ def main() -> None:
                 process.wait()
         results = {key: pickle.loads((data / f"{key[0]}-{key[1]}-{key[2]}.pickle").read_bytes()) for key in runs}
     _table(args, names, runs, results, startup)
+    alone, ratio = machine_ceiling()
+    print(f"this machine: a fixed piece of work ({alone:.1f} s alone) in two processes at once runs at {ratio:.2f}x "
+          f"its speed alone, so 2 workers can be at most {2 * ratio:.2f}x as fast as 1")
 
 
 def _table(args, names: dict, runs: dict, results: dict, startup: dict) -> None:
