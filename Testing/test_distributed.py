@@ -120,8 +120,8 @@ def _same_grid(one, other):
 @needs_dask
 def test_a_local_cluster_hands_out_tasks_as_local_workers_take_them(client):
     """One task per single-threaded worker at a time (none queued behind a long task while a worker idles), glibc
-    left to reuse freed arrays (Dask's MALLOC_TRIM_THRESHOLD_ unset), as in local worker processes, and no
-    statistical profiler sampling every task."""
+    left to reuse freed arrays (Dask's MALLOC_TRIM_THRESHOLD_ unset), as in local worker processes, no
+    statistical profiler sampling every task and event loops ticking every second."""
     import dask
     import distributed
 
