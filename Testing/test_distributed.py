@@ -212,8 +212,9 @@ def test_ctrl_c_cancels_the_cluster_run_and_writes_nothing(cohort, tmp_path):
     out.parent.mkdir()
     command = [sys.executable, "-m", "rtresponse", "features", "--kind", "handcrafted", "--manifest",
                str(cohort.path), "--image", "CT", "--mask", "GTVp", "--preset", "pyradiomics-default",
-               "--perturbations", "16", "--scheduler", "local-cluster:2", "--progress", "jsonl", "--out", str(out)]
-    # 17 images a patient: the run is still going when Ctrl-C comes (with 3 it ended first on a busy CI machine)
+               "--perturbations", "48", "--scheduler", "local-cluster:2", "--progress", "jsonl", "--out", str(out)]
+    # 49 images a patient: the run is still going when Ctrl-C comes (with 3, and once with 17 after the cluster's
+    # workers got faster, it ended first on a busy machine: exit 0)
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     try:
         events = []
