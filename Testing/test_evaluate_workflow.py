@@ -148,8 +148,12 @@ def test_an_interrupted_evaluation_resumes_with_only_the_unfinished_cells(study,
     capsys.readouterr()
 
     calls = _counting(monkeypatch)
+    ranked, rank = [], grid.ranked_features
+    monkeypatch.setattr(grid, "ranked_features", lambda name, X, *rest: ranked.append((name, X.shape[1])) or
+                        rank(name, X, *rest))
     assert _evaluate(study, "out", *options, "--resume") == 0
     assert len(calls) == 5  # only the unfinished cells
+    assert len(ranked) == 3  # the first set's first selector, both of its cells done, is not ranked again
     assert "resumed: 3 grid cell(s) taken from the interrupted run, 5 computed" in capsys.readouterr().out
     assert (study / "out" / "results.csv").read_bytes() == (study / "whole" / "results.csv").read_bytes()
     assert not (study / "out" / PARTIAL).exists()  # the outputs are one set, as an uninterrupted run's

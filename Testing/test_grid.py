@@ -10,7 +10,7 @@ pytest.importorskip("sklearn")
 from conftest import check_margin  # noqa: E402
 from rtresponse.errors import InputError  # noqa: E402
 from rtresponse.models.classifiers import CLASSIFIER_NAMES, make_classifier  # noqa: E402
-from rtresponse.models.grid import _with_imputer, heatmap, ranked_features, run_grid  # noqa: E402
+from rtresponse.models.grid import _with_imputer, heatmap, ranked_features, run_grid, run_grids  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +112,20 @@ def test_heatmap_is_written(planted, tmp_path):
 
 
 def test_parallel_cells_give_the_same_grid(planted):
+    """Two feature sets' cells spread together over 2 processes (as evaluate runs them) give each set's grid alone,
+    in one process."""
     X, y = planted
+    other = X.iloc[:, ::-1].rename(columns=lambda name: f"{name}b") * 2 + 1
     kwargs = dict(selectors=("wilcoxon", "chi2"), classifiers=("rf", "svm", "nb"), k=3, n_bootstrap=8)
-    serial, parallel = run_grid(X, y, n_jobs=1, **kwargs), run_grid(X, y, n_jobs=2, **kwargs)
-    pd.testing.assert_frame_equal(serial.table, parallel.table)
-    for key, values in serial.per_bootstrap.items():
-        np.testing.assert_array_equal(values, parallel.per_bootstrap[key])
+    parallel = run_grids({"one": X, "other": other}, y, n_jobs=2, **kwargs)
+    assert list(parallel) == ["one", "other"]
+    for name, frame in (("one", X), ("other", other)):
+        serial = run_grid(frame, y, n_jobs=1, **kwargs)
+        pd.testing.assert_frame_equal(serial.table, parallel[name].table)
+        assert serial.per_bootstrap.keys() == parallel[name].per_bootstrap.keys()
+        for key, values in serial.per_bootstrap.items():
+            np.testing.assert_array_equal(values, parallel[name].per_bootstrap[key])
+        np.testing.assert_array_equal(serial.indices, parallel[name].indices)
 
 
 def test_labels_from_probabilities_equal_predict(planted):

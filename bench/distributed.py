@@ -15,6 +15,8 @@ How it keeps the comparison fair:
   - one core per worker everywhere: the local 1-worker process is held to one BLAS, OpenMP and ITK thread (as
     each joblib or Dask worker process is), so the speed-up is that of the workers, not of threads inside one;
   - each configuration first runs a small warm-up job (imports in the worker processes), untimed;
+  - while one configuration runs, the others' processes are stopped (SIGSTOP): an idle cluster's event loops would
+    otherwise take a share of the cores from the running one (~8 % of a core for the two idle clusters);
   - each round runs each job in all configurations one after the other (in a rotated order each round), so a
     slow spell of the machine falls on all of them alike; the Dask overhead is the median over rounds of the ratio of
     the Dask run to the local run with as many workers in the same round.
@@ -212,6 +214,30 @@ def _same(one, other) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _paused(processes: list):
+    """The other configurations' processes and their workers stopped (SIGSTOP) meanwhile: idle, a LocalCluster's
+    scheduler, nannies and workers still take ~3-5 % of a core each, which two busy workers would have to give up.
+    Each stop is well inside Dask's timeouts (a worker is dropped after 5 minutes without a heartbeat)."""
+    import signal
+
+    import psutil
+
+    stopped = []
+    try:
+        for process in processes:
+            parent = psutil.Process(process.pid)
+            for member in [parent, *parent.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    member.send_signal(signal.SIGSTOP)
+                    stopped.append(member)
+        yield
+    finally:
+        for member in stopped:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGCONT)
+
+
 def _ask(process: subprocess.Popen) -> dict:
     line = process.stdout.readline()
     if not line:
@@ -250,9 +276,10 @@ def main() -> None:
                 for name in names:  # each job in every configuration, one after the other: pairs close in time
                     for kind, workers in order:
                         process = processes[kind, workers]
-                        process.stdin.write(name + "\n")
-                        process.stdin.flush()
-                        runs.setdefault((name, kind, workers), []).append(_ask(process))
+                        with _paused([other for config, other in processes.items() if config != (kind, workers)]):
+                            process.stdin.write(name + "\n")
+                            process.stdin.flush()
+                            runs.setdefault((name, kind, workers), []).append(_ask(process))
                         print(f"  round {round_ + 1}: {name}, {kind}, {workers} worker(s): "
                               f"{runs[name, kind, workers][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         finally:

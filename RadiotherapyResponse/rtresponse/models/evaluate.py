@@ -67,7 +67,7 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
 
     from ..evaluation import roc_curve_points, youden_cutoff
     from ..evaluation.bootstrap import decision_scores
-    from .grid import _with_imputer, run_grid
+    from .grid import _with_imputer, run_grids
     from .classifiers import make_classifier
     from .tables import assemble
     from .split_protocol import split_protocol
@@ -83,12 +83,13 @@ def evaluate(feature_sets: Mapping[str, "object"], outcome: "object", protocol: 
 
         runner, owned = resolve(execution, n_jobs) if execution is not None else (None, False)
         try:
-            for name, frame in feature_sets.items():
-                X = frame.loc[common]
-                grid = run_grid(X, data.y, selectors, classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward,
-                                random_state=random_state, n_jobs=n_jobs, progress=progress,
-                                should_cancel=should_cancel, execution=runner,
-                                cell_cache=None if cell_cache is None else cell_cache.view(name))
+            # one run over all sets: the workers stay busy from one set's cells to the next's
+            grids = run_grids({name: frame.loc[common] for name, frame in feature_sets.items()}, data.y, selectors,
+                              classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward, random_state=random_state,
+                              n_jobs=n_jobs, progress=progress, should_cancel=should_cancel, execution=runner,
+                              cell_caches=None if cell_cache is None else {name: cell_cache.view(name)
+                                                                           for name in feature_sets})
+            for name, grid in grids.items():
                 table = grid.table.assign(feature_set=name)
                 rows.append(table)
                 for record in table.to_dict("records"):

@@ -17,7 +17,7 @@ instead, so the estimate also covers the selection step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -99,11 +99,11 @@ def _evaluate_cell(selector_name: str, classifier_name: str, Xs, ys, top: list, 
     return top, bootstrap_632plus_auc(model, Xs[top], ys, indices=draws, n_jobs=n_jobs, fast=fast)
 
 
-def _cell_task(subset_number: int, selector_name: str, classifier_name: str, top: list, k: int, n_bootstrap: int,
+def _cell_task(data_key: tuple, selector_name: str, classifier_name: str, top: list, k: int, n_bootstrap: int,
                forward: bool, selection: str, random_state, n_jobs, *, subsets):
-    """One grid cell as a task: ``subsets`` (each subset's X, y and draws) is the data every cell shares, sent
-    to each worker once."""
-    Xs, ys, draws = subsets[subset_number]
+    """One grid cell as a task: ``subsets`` ((feature set, subset number) -> X, y and draws) is the data every cell
+    shares, sent to each worker once."""
+    Xs, ys, draws = subsets[data_key]
     return _evaluate_cell(selector_name, classifier_name, Xs, ys, top, draws, k, n_bootstrap, forward, selection,
                           random_state, n_jobs)
 
@@ -124,17 +124,37 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
 
     ``cell_cache`` (a resumable run, :class:`rtresponse.models.cells.CellCache`): an object with ``get(key)`` (a
     finished cell's result, or None) and ``put(key, result)``, keys ``(subset, selector, classifier)``; cells it
-    has are not computed again, and each computed cell is put as soon as it finishes. It must belong to this
-    (X, y) and these settings (the caller keys it by them).
+    has are not computed again (nor the rankings of selectors whose cells it all has), and each computed cell is put
+    as soon as it finishes. It must belong to this (X, y) and these settings (the caller keys it by them).
     """
+    return run_grids({"": X}, y, selectors, classifiers, k=k, n_bootstrap=n_bootstrap, forward=forward,
+                     selection=selection, undersample=undersample, random_state=random_state, n_jobs=n_jobs,
+                     progress=progress, should_cancel=should_cancel, execution=execution,
+                     cell_caches=None if cell_cache is None else {"": cell_cache})[""]
+
+
+def run_grids(feature_sets: Mapping[str, "object"], y, selectors: Sequence[str] = PAPER_SELECTORS,
+              classifiers: Sequence[str] = PAPER_CLASSIFIERS, k: int = 10, n_bootstrap: int = 1000,
+              forward: bool = True, selection: str = "paper", undersample: int = 0, random_state=0, n_jobs=None,
+              progress: Callable[[int, int], None] | None = None,
+              should_cancel: Callable[[], bool] | None = None, execution=None,
+              cell_caches: Mapping[str, "object"] | None = None) -> dict:
+    """:func:`run_grid` of every feature set (name -> X, the same patients in the same order) against ``y``, as one
+    run: all rankings first, then the cells of all sets together, costliest first, so the workers stay busy across
+    sets (a set's slowest cell no longer holds the others back) and ``progress`` counts every set's cells. Returns
+    name -> :class:`GridResult`, each equal to ``run_grid`` of that set alone. ``cell_caches``: name -> that set's
+    ``cell_cache``."""
     import pandas as pd
 
-    from ..evaluation.bootstrap import _binary, bootstrap_indices
+    from ..evaluation.bootstrap import _binary
     from ..inputs import model_matrix
 
-    if not hasattr(X, "columns"):
-        X = pd.DataFrame(np.asarray(X, dtype=float), columns=[f"f{i}" for i in range(np.shape(X)[1])])
-    model_matrix(X)  # NaN is imputed inside each fit; infinity is an error
+    sets = {}
+    for name, X in feature_sets.items():
+        if not hasattr(X, "columns"):
+            X = pd.DataFrame(np.asarray(X, dtype=float), columns=[f"f{i}" for i in range(np.shape(X)[1])])
+        model_matrix(X)  # NaN is imputed inside each fit; infinity is an error
+        sets[name] = X
     y = _binary(y)
     if selection not in ("paper", "inside"):
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
@@ -144,39 +164,51 @@ def run_grid(X, y, selectors: Sequence[str] = PAPER_SELECTORS, classifiers: Sequ
 
     runner, owned = resolve(execution, 1 if n_jobs in (None, 1) else n_jobs)
     try:
-        return _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample,
-                     random_state, n_jobs, progress, should_cancel, cell_cache)
+        return _grids(runner, sets, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample,
+                      random_state, n_jobs, progress, should_cancel, cell_caches or {})
     finally:
         if owned:
             runner.close()
 
 
-def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample, random_state,
-          n_jobs, progress, should_cancel, cell_cache=None) -> GridResult:
-    import pandas as pd
-
+def _grids(runner, sets: dict, y, selectors, classifiers, k, n_bootstrap, forward, selection, undersample,
+           random_state, n_jobs, progress, should_cancel, caches: Mapping) -> dict:
     from ..evaluation.bootstrap import bootstrap_indices
 
     subsets = _undersampled(y, undersample, random_state)
-    data = []   # (X, y, draws) of each subset: shared by its rankings and cells
-    for subset in subsets:
-        Xs, ys = X.iloc[subset], y[subset]
-        data.append((Xs, ys, bootstrap_indices(ys, n_bootstrap, random_state)))
-    first_indices = data[0][2]
-    pairs = [(subset_number, selector_name) for subset_number in range(len(subsets)) for selector_name in selectors]
-    if selection == "paper":
-        tops = _rank(pairs, runner, data, k, random_state, should_cancel)
+    draws = [bootstrap_indices(y[subset], n_bootstrap, random_state) for subset in subsets]  # the same for every set
+    data = {(name, number): (X.iloc[subset], y[subset], draws[number])  # shared by the rankings and cells
+            for name, X in sets.items() for number, subset in enumerate(subsets)}
+    pairs = [(name, number, selector_name) for name, number in data for selector_name in selectors]
+    cached = {}  # (set, subset, selector, classifier) -> a finished cell's result, from a resumed run
+    for name, number, selector_name in pairs:
+        for classifier_name in classifiers if name in caches else ():
+            result = caches[name].get((number, selector_name, classifier_name))
+            if result is not None:
+                cached[(name, number, selector_name, classifier_name)] = result
+    if selection == "paper":  # a selector whose cells are all cached needs no ranking (its cells hold their features)
+        unranked = [pair for pair in pairs if any((*pair, c) not in cached for c in classifiers)]
+        found = dict(zip(unranked, _rank(unranked, runner, data, k, random_state, should_cancel)))
+        tops = [found.get(pair) for pair in pairs]
     else:
-        tops = [list(X.columns)] * len(pairs)
-    tasks = []  # (subset number, selector, classifier, arguments)
-    for (subset_number, selector_name), top in zip(pairs, tops):
+        tops = [list(sets[name].columns) for name, _, _ in pairs]
+    tasks = []  # (set, subset number, selector, classifier, arguments)
+    for (name, number, selector_name), top in zip(pairs, tops):
         for classifier_name in classifiers:
-            tasks.append((subset_number, selector_name, classifier_name,
-                          (subset_number, selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
+            tasks.append((name, number, selector_name, classifier_name,
+                          ((name, number), selector_name, classifier_name, top, k, n_bootstrap, forward, selection,
                            random_state, 1 if runner.parallel else n_jobs)))
-    results = _run_cells(tasks, runner, data, progress, should_cancel, cell_cache)
+    results = _run_cells(tasks, runner, data, progress, should_cancel, caches, cached)
+    return {name: _grid_result([(task, result) for task, result in zip(tasks, results) if task[0] == name],
+                               len(subsets), draws[0]) for name in sets}
+
+
+def _grid_result(cells: list, subsets: int, first_indices) -> GridResult:
+    """One feature set's table and per-bootstrap terms from its (task, (chosen, result)) cells."""
+    import pandas as pd
+
     rows, per_bootstrap = [], {}
-    for (subset_number, selector_name, classifier_name, _), (chosen, result) in zip(tasks, results):
+    for (_, subset_number, selector_name, classifier_name, _), (chosen, result) in cells:
         rows.append({"subset": subset_number, "selector": selector_name, "classifier": classifier_name,
                      "auc632plus": result.auc, "auc_sd": result.auc_sd,
                      "sensitivity": result.sensitivity, "specificity": result.specificity,
@@ -184,7 +216,7 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
                      "n_features": len(chosen), "features": ";".join(map(str, chosen))})
         per_bootstrap.setdefault((selector_name, classifier_name), []).append(result.per_bootstrap)
     table = pd.DataFrame(rows)
-    if len(subsets) > 1:  # average over the undersampled subsets; features of the first subset shown
+    if subsets > 1:  # average over the undersampled subsets; features of the first subset shown
         numeric = ["auc632plus", "auc_sd", "sensitivity", "specificity", "apparent_auc", "oob_auc", "n_features"]
         grouped = table.groupby(["selector", "classifier"], sort=False)
         table = grouped[numeric].mean().join(grouped["features"].first()).reset_index()
@@ -198,42 +230,49 @@ def _grid(runner, X, y, selectors, classifiers, k, n_bootstrap, forward, selecti
 _RANK_COST = {"nca": 100.0, "inffs": 5.0, "chi2": 2.0}
 
 
-def _rank_task(subset_number: int, selector_name: str, k: int, random_state, *, subsets) -> list:
+def _rank_task(data_key: tuple, selector_name: str, k: int, random_state, *, subsets) -> list:
     """One selector's ranking as a task. One BLAS thread wherever it runs: a ranking computed with another
     thread count can differ in the last bits, and with it a tie between two features."""
     from threadpoolctl import threadpool_limits
 
-    Xs, ys, _ = subsets[subset_number]
+    Xs, ys, _ = subsets[data_key]
     with threadpool_limits(1):
         return ranked_features(selector_name, Xs, ys, k, random_state)
 
 
-def _rank(pairs: list, runner, data: list, k: int, random_state, should_cancel) -> list:
-    """Each (subset, selector)'s top features, ranked in parallel (costliest first) where the runner is."""
-    order = sorted(range(len(pairs)), key=lambda i: -_RANK_COST.get(pairs[i][1], 1.0))
-    return runner.map(_rank_task, [(subset_number, selector_name, k, random_state)
-                                   for subset_number, selector_name in pairs],
+def _rank(pairs: list, runner, data: dict, k: int, random_state, should_cancel) -> list:
+    """Each (set, subset, selector)'s top features, ranked in parallel (costliest first) where the runner is."""
+    order = sorted(range(len(pairs)), key=lambda i: -_RANK_COST.get(pairs[i][2], 1.0))
+    return runner.map(_rank_task, [((name, number), selector_name, k, random_state)
+                                   for name, number, selector_name in pairs],
                       shared={"subsets": data}, order=order, should_cancel=should_cancel,
                       cancelled="grid evaluation cancelled")
 
 
-def _run_cells(tasks: list, runner, data: list, progress, should_cancel, cell_cache=None) -> list:
-    """Results in task order; in parallel, the costliest cells are started first. Cells ``cell_cache`` holds are
-    taken from it (and counted as done); the others are put into it as each finishes."""
+def _run_cells(tasks: list, runner, data: dict, progress, should_cancel, caches: Mapping, cached: dict) -> list:
+    """Results in task order; in parallel, the costliest cells are started first. Cells in ``cached`` (what the
+    sets' caches held) are taken from it (and counted as done); the others are put into their set's cache as each
+    finishes."""
     total = len(tasks)
-    keys = [task[:3] for task in tasks]  # (subset, selector, classifier)
-    results = [None if cell_cache is None else cell_cache.get(key) for key in keys]
+    keys = [task[:4] for task in tasks]  # (set, subset, selector, classifier)
+    results = [cached.get(key) for key in keys]
     todo = [i for i, result in enumerate(results) if result is None]
     reused = total - len(todo)
     if progress:
         progress(reused, total)  # a job runner learns the count before the first (possibly long) cell ends
     order = list(range(len(todo)))
     if runner.parallel:
-        order.sort(key=lambda i: -_COST.get(tasks[todo[i]][2], 1.0))
-    keep = None if cell_cache is None else (lambda i, result: cell_cache.put(keys[todo[i]], result))
-    computed = runner.map(_cell_task, [tasks[i][3] for i in todo], shared={"subsets": data}, order=order,
+        order.sort(key=lambda i: -_COST.get(tasks[todo[i]][3], 1.0))
+
+    def keep(i, result):
+        name, *key = keys[todo[i]]
+        if name in caches:
+            caches[name].put(tuple(key), result)
+
+    computed = runner.map(_cell_task, [tasks[i][4] for i in todo], shared={"subsets": data}, order=order,
                           progress=(lambda done, _: progress(reused + done, total)) if progress else None,
-                          should_cancel=should_cancel, cancelled="grid evaluation cancelled", on_result=keep)
+                          should_cancel=should_cancel, cancelled="grid evaluation cancelled",
+                          on_result=keep if caches else None)
     for i, result in zip(todo, computed):
         results[i] = result
     return results
