@@ -575,6 +575,15 @@ def test_infinity_in_x_for_the_grid():
         run_grid(X, np.arange(20) % 2, selectors=["chi2"], classifiers=["lda"], n_bootstrap=3)
 
 
+def test_feature_sets_of_other_patients_than_the_outcome_for_the_grid():
+    from rtresponse.models.grid import run_grids
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=["a", "b", "c"])
+    with pytest.raises(InputError, match="feature set 'deep' has 19 patients \\(rows\\), the outcome 20"):
+        run_grids({"handcrafted": X, "deep": X.iloc[1:]}, np.arange(20) % 2, selectors=["chi2"], classifiers=["lda"],
+                  n_bootstrap=3)
+
+
 # --------------------------------------------------------------------------- 7. vague messages made precise
 
 def test_a_mask_whose_direction_differs_says_direction(tmp_path):

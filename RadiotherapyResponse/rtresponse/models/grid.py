@@ -156,6 +156,10 @@ def run_grids(feature_sets: Mapping[str, "object"], y, selectors: Sequence[str] 
         model_matrix(X)  # NaN is imputed inside each fit; infinity is an error
         sets[name] = X
     y = _binary(y)
+    for name, X in sets.items():
+        if len(X) != len(y):
+            raise InputError(f"feature set '{name}' has {len(X)} patients (rows), the outcome {len(y)}: give both "
+                             "for the same patients in the same order")
     if selection not in ("paper", "inside"):
         raise InputError(f"selection must be 'paper' or 'inside', got '{selection}'")
     for name in classifiers:
