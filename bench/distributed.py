@@ -217,7 +217,7 @@ def _same(one, other) -> bool:
 @contextlib.contextmanager
 def _paused(processes: list):
     """The other configurations' processes and their workers stopped (SIGSTOP) meanwhile: idle, a LocalCluster's
-    scheduler, nannies and workers still take ~3-5 % of a core each, which two busy workers would have to give up.
+    scheduler, nannies and workers still take ~3-5 % of a core (per cluster), which two busy workers would give up.
     Each stop is well inside Dask's timeouts (a worker is dropped after 5 minutes without a heartbeat)."""
     import signal
 
