@@ -282,14 +282,16 @@ def test_self_tests_skip_with_a_message_when_an_optional_package_is_absent(monke
 
         def test_core(self):
             selftests.requirePackages(self, ["core"])
+            assert ran[-1] == "setUp"  # runEach set the case up before this test
             ran.append("core")
 
         def test_deep(self):
             selftests.requirePackages(self, ["core", "deep"])
+            assert ran[-1] == "setUp"
             ran.append("deep")
 
         def test_broken(self):
-            self.fail("a real failure")
+            assert False, "a real failure"
 
     case = Case("test_core")
     skipped = selftests.runEach(case, (case.test_deep, case.test_core))

@@ -257,7 +257,8 @@ def main() -> None:
             write_cohort(data / "warm-up", n_patients=4, seed=1)
         names = {}
         if not args.skip_cohort:
-            names["cohort"] = f"cohort ({args.patients} x {args.perturbations + 1} images, {'x'.join(map(str, args.size))})"
+            names["cohort"] = (f"cohort ({args.patients} x {args.perturbations + 1} images, "
+                               f"{'x'.join(map(str, args.size))})")
         if not args.skip_grid:
             names["grid"] = (f"grid ({args.grid_patients}x{args.features}, {len(args.selectors)}x"
                              f"{len(args.classifiers)}, {args.draws} draws)")
@@ -311,8 +312,8 @@ def _table(args, names: dict, runs: dict, results: dict, startup: dict) -> None:
                 key, local = (name, kind, workers), (name, "local", workers)
                 overhead = cpu_overhead = ""
                 if kind == "dask":  # paired by round: the same slow spell falls on both
-                    overhead = f"{statistics.median(d['seconds'] / l['seconds'] for d, l in zip(runs[key], runs[local])) - 1:+.0%}"
-                    cpu_overhead = f"{statistics.median(d['cpu'] / l['cpu'] for d, l in zip(runs[key], runs[local])) - 1:+.0%}"
+                    overhead = f"{statistics.median(_ratios(runs[key], runs[local])):+.0%}"
+                    cpu_overhead = f"{statistics.median(_ratios(runs[key], runs[local], 'cpu')):+.0%}"
                 same = _same(results[name, "local", first], results[key])
                 print(f"{title:<44} {kind:<9} {workers:>7} {median(key):>8.2f} {median(key, 'cpu'):>8.2f} "
                       f"{median((name, 'local', first)) / median(key):>8.2f}x "
@@ -321,9 +322,13 @@ def _table(args, names: dict, runs: dict, results: dict, startup: dict) -> None:
     print("dask/local in each round (seconds), for the spread:")
     for name in names:
         for workers in args.workers:
-            ratios = [d["seconds"] / l["seconds"] - 1 for d, l in zip(runs[name, "dask", workers],
-                                                                  runs[name, "local", workers])]
+            ratios = _ratios(runs[name, "dask", workers], runs[name, "local", workers])
             print(f"  {name}, {workers} worker(s): " + " ".join(f"{ratio:+.0%}" for ratio in ratios))
+
+
+def _ratios(dask_runs: list, local_runs: list, what: str = "seconds") -> list:
+    """Dask over local - 1, round by round."""
+    return [d[what] / l[what] - 1 for d, l in zip(dask_runs, local_runs)]
 
 
 if __name__ == "__main__":

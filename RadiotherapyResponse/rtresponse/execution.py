@@ -43,9 +43,9 @@ LOCAL_CLUSTER = "local-cluster"
 # every image-sized array is mapped anew and page-faulted in (+0.5 s system time in 6.5 s of feature extraction,
 # measured); local processes keep freed arrays for reuse. No statistical profiler: it samples the running task's
 # stack every 10 ms on the worker's event-loop thread, taking the GIL (that loop used 1.5-2 s of CPU in a 22 s
-# grid, measured; 0.6 s without it); it only feeds the dashboard's profile page. A 1 s tick: the event loops' blocked-loop check ran every
-# 20 ms in the scheduler, nannies, client and each worker (0.9 s of CPU in a 12 s grid on 2 workers in this
-# process, 0.45 s at 1 s; it only warns when a loop was blocked for 3 s).
+# grid, measured; 0.6 s without it); it only feeds the dashboard's profile page. A 1 s tick: the event loops'
+# blocked-loop check ran every 20 ms in the scheduler, nannies, client and each worker (0.9 s of CPU in a 12 s grid
+# on 2 workers in this process, 0.45 s at 1 s; it only warns when a loop was blocked for 3 s).
 LOCAL_CLUSTER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0,
                         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                         "distributed.worker.profile.enabled": False,
